@@ -25,6 +25,13 @@ Request problems never raise: they are HTTP errors in OpenAI's shape.
 
 from runtime.offline.app import OFFLINE_CREATED, OfflineModel
 from runtime.offline.character import OfflineCharacter, OfflineRule
+from runtime.offline.client import (
+    OFFLINE_BASE_URL,
+    REPLAY_BASE_URL,
+    endpoint_base_url,
+    make_http_client,
+)
+from runtime.offline.convert import offline_character, offline_characters
 from runtime.offline.errors import OfflineConfigError, OfflineError
 from runtime.offline.misbehaviour import Fault, Misbehaviour
 from runtime.offline.policy import Reply, ToolCall, decide
@@ -32,7 +39,9 @@ from runtime.offline.schema_args import generate_arguments, generate_value
 from runtime.offline.serve import running_offline_model, serve_offline_model
 
 __all__ = [
+    "OFFLINE_BASE_URL",
     "OFFLINE_CREATED",
+    "REPLAY_BASE_URL",
     "Fault",
     "Misbehaviour",
     "OfflineCharacter",
@@ -43,8 +52,12 @@ __all__ = [
     "Reply",
     "ToolCall",
     "decide",
+    "endpoint_base_url",
     "generate_arguments",
     "generate_value",
+    "make_http_client",
+    "offline_character",
+    "offline_characters",
     "running_offline_model",
     "serve_offline_model",
 ]
