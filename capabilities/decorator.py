@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar, cast, get_type_hints, overload
+from typing import Any, Protocol, TypeVar, cast, get_type_hints, overload
 
 import pydantic
 
@@ -40,6 +40,13 @@ _CONTEXT_NAMES = ("ctx", "context")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Decorator(Protocol):
+    """``@capability(...)``: generic per call, so the decorated function keeps its own type
+    (a plain ``Callable[[F], F]`` return would bind F to its bound and lose it)."""
+
+    def __call__(self, fn: F, /) -> F: ...
+
+
 @overload
 def capability(func: F, /) -> F: ...
 
@@ -53,7 +60,7 @@ def capability(
     executor: Executor = "game",
     timeout_s: float = 30.0,
     idempotent: bool = False,
-) -> Callable[[F], F]: ...
+) -> _Decorator: ...
 
 
 def capability(
@@ -66,7 +73,7 @@ def capability(
     executor: Executor = "game",
     timeout_s: float = 30.0,
     idempotent: bool = False,
-) -> F | Callable[[F], F]:
+) -> F | _Decorator:
     """Declare what an NPC can do.
 
     ``executor="game"`` (default): the function is a typed declaration; its body never runs,
@@ -86,7 +93,7 @@ def capability(
         setattr(fn, CAPABILITY_ATTRIBUTE, record)
         return fn
 
-    return decorate(func) if func is not None else decorate
+    return decorate(func) if func is not None else cast("_Decorator", decorate)
 
 
 def capability_of(obj: object) -> Capability | None:
@@ -105,7 +112,7 @@ def build_capability(
     timeout_s: float,
     idempotent: bool,
 ) -> Capability:
-    cap_name = name or fn.__name__
+    cap_name = name if name is not None else fn.__name__
     where = _source(fn)
     if not _NAME.match(cap_name):
         raise _error(where, "name", f"capability name {cap_name!r} must match {NAME_PATTERN}")
@@ -165,10 +172,14 @@ def _arguments_model(
         default: Any = ... if param.default is param.empty else param.default
         if default is not ...:
             optional.append(param.name)
-        fields[param.name] = (
-            hints[param.name],
-            pydantic.Field(default=default, description=docs.get(param.name)),
+        # Only pass a description we have: an explicit None would erase one given with
+        # Annotated[..., Field(description=...)].
+        info = (
+            pydantic.Field(default=default, description=docs[param.name])
+            if param.name in docs
+            else pydantic.Field(default=default)
         )
+        fields[param.name] = (hints[param.name], info)
     try:
         model = pydantic.create_model(
             f"{cap_name}_arguments",
