@@ -1,0 +1,571 @@
+"""One NPC's mind: its history, what it perceives, and the turn loop.
+
+A turn: a triggering perception becomes a user message; the model is streamed (text deltas
+go to the game at once as ``say``); each tool call is validated with the registry and
+executed (in the game through a ``GameLink``, or in Python); results go back as ``role: tool``
+messages; repeat until the model answers without tool calls or the step limit is hit.
+
+Semantics worth knowing:
+
+- Several tool calls in one answer run concurrently; their results are appended in the
+  order the model gave the calls, whatever order they finish in.
+- A triggering perception arriving during a turn interrupts it: the model stream is
+  cancelled, ``say_end{interrupted}`` and ``cancel`` for in-flight game calls are sent, the
+  unfinished calls are answered in the history as CANCELLED, and a new turn starts that sees
+  everything that arrived. Triggers waiting for a turn are coalesced into one user message;
+  those older than their ``ttl_ms`` are dropped; at most ``limits.event_queue`` wait.
+- A failing model (after the client's retries) fails the turn, never the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import json
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from capabilities import ArgumentsInvalid, ArgumentsOk, Capability, CapabilityContext, Registry
+from runtime.completions import Completion, CompletionsError, StreamEvent, TextDelta
+from runtime.history import History
+from runtime.project import Character, LimitSettings
+from runtime.prompts import PromptBuilder, render_event
+from runtime.store import MessageRecord, Store, TurnRecord
+
+__all__ = [
+    "GameLink",
+    "ModelClient",
+    "ModelStream",
+    "NpcSession",
+    "NpcState",
+    "Perception",
+    "TurnResult",
+]
+
+logger = logging.getLogger("runtime.session")
+
+NpcState = Literal["idle", "thinking", "acting", "speaking"]
+Outcome = Literal["done", "step_limit", "interrupted", "failed", "cancelled"]
+
+
+class GameLink(Protocol):
+    """The game side of one NPC (a bridge session satisfies it)."""
+
+    async def call(
+        self,
+        npc: str,
+        cap: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        mode: Literal["call", "fire"] = "call",
+        timeout_s: float | None = None,
+        idempotent: bool = False,
+    ) -> Any: ...
+
+    def say(self, npc: str, stream: str, text: str) -> bool: ...
+
+    def say_end(self, npc: str, stream: str, reason: str = "done") -> bool: ...
+
+    def status(self, npc: str, state: NpcState) -> bool: ...
+
+
+class ModelStream(Protocol):
+    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+
+    @property
+    def completion(self) -> Completion: ...
+
+
+class ModelClient(Protocol):
+    def stream(self, body: Mapping[str, Any]) -> AbstractAsyncContextManager[ModelStream]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Perception:
+    kind: str
+    data: Mapping[str, Any]
+    ttl_ms: int | None = None
+    at: float = field(default_factory=time.monotonic)
+
+    def expired(self, now: float) -> bool:
+        return self.ttl_ms is not None and (now - self.at) * 1000 > self.ttl_ms
+
+
+@dataclass(slots=True)
+class TurnResult:
+    npc: str
+    turn: int
+    outcome: Outcome = "done"
+    steps: int = 0
+    tool_calls: int = 0
+    text: str = ""
+    """Everything the NPC said this turn (text of all steps)."""
+    error: str | None = None
+    model_ms: float = 0.0
+    first_speech_ms: float | None = None
+    tool_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+
+class _NoGame:
+    """Link used when no game is connected (HTTP endpoint, benchmarks, tests)."""
+
+    async def call(
+        self, npc: str, cap: str, args: Mapping[str, Any] | None = None, **_: Any
+    ) -> Any:
+        raise _ToolFailure("DISCONNECTED", "no game is connected to perform this action")
+
+    def say(self, npc: str, stream: str, text: str) -> bool:
+        return False
+
+    def say_end(self, npc: str, stream: str, reason: str = "done") -> bool:
+        return False
+
+    def status(self, npc: str, state: NpcState) -> bool:
+        return False
+
+
+class _ToolFailure(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Memory:
+    def __init__(self, store: Store, npc: str) -> None:
+        self._store, self._npc = store, npc
+
+    async def remember(self, fact: str) -> None:
+        await self._store.remember(self._npc, fact)
+
+    async def recall(self, query: str, limit: int = 5) -> list[str]:
+        return await self._store.recall(self._npc, query, limit)
+
+
+class _GameHandle:
+    """``ctx.game``: lets a runtime capability call a game capability of the same NPC."""
+
+    def __init__(self, session: NpcSession) -> None:
+        self._session = session
+
+    async def call(
+        self,
+        capability: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> Any:
+        session = self._session
+        cap = session.registry.get(capability)
+        return await session.link.call(
+            session.npc,
+            cap.name,
+            dict(args or {}),
+            mode=cap.mode,
+            timeout_s=timeout_s or cap.timeout_s,
+            idempotent=cap.idempotent,
+        )
+
+
+_stream_ids = itertools.count(1)
+
+
+class NpcSession:
+    """One NPC. ``perceive`` feeds it; ``run`` is its loop; ``run_turn`` runs one turn directly."""
+
+    def __init__(
+        self,
+        npc: str,
+        character: Character,
+        registry: Registry,
+        model: ModelClient,
+        store: Store,
+        limits: LimitSettings,
+        *,
+        link: GameLink | None = None,
+        prompt: PromptBuilder | None = None,
+        request: Mapping[str, Any] | None = None,
+        declared: frozenset[str] | None = None,
+        state: Mapping[str, Any] | None = None,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+        history: Sequence[dict[str, Any]] = (),
+        turn: int = 0,
+    ) -> None:
+        self.npc = npc
+        self.character = character
+        self.model = model
+        self.store = store
+        self.limits = limits
+        self.link: GameLink = link or _NoGame()
+        self.prompt = prompt or PromptBuilder(character)
+        self.state: dict[str, Any] = dict(state or {})
+        self.on_record = on_record
+        self.history = History(limits.history_messages, limits.history_tokens, history)
+        self.turn_number = turn
+        self.perceptions: deque[str] = deque(maxlen=max(limits.perceptions_in_prompt, 1))
+        self.missing: list[str] = []
+        usable = []
+        for name in character.capabilities:
+            cap = registry.get(name)
+            if cap.executor == "game" and declared is not None and name not in declared:
+                self.missing.append(name)
+                continue
+            usable.append(name)
+        self.registry = registry.subset(usable)
+        self._body: dict[str, Any] = {**(request or {}), "stream": True}
+        tools = self.registry.openai_tools()
+        if tools:
+            self._body["tools"] = tools
+        self._pending: deque[Perception] = deque()
+        self._wakeup = asyncio.Event()
+        self._turn_task: asyncio.Task[TurnResult] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._interrupting = False
+        self.last_result: TurnResult | None = None
+
+    # -- feeding --------------------------------------------------------------------------
+
+    def perceive(self, perception: Perception) -> None:
+        """Never blocks. Triggers wake the loop (and interrupt a running turn)."""
+        if self._closed:
+            return
+        if perception.kind == "state":
+            self.state.update(perception.data)
+        if perception.kind not in self.character.triggers:
+            if perception.kind != "state":
+                self.perceptions.append(render_event(perception.kind, perception.data))
+            return
+        self._pending.append(perception)
+        while len(self._pending) > self.limits.event_queue:
+            dropped = self._pending.popleft()
+            logger.warning("npc=%s dropped a queued %s event (queue full)", self.npc, dropped.kind)
+        self._wakeup.set()
+        task = self._turn_task
+        if task is not None and not task.done() and not self._interrupting:
+            # A library may swallow the cancel message, so the reason travels in a flag.
+            self._interrupting = True
+            task.cancel()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self.run(), name=f"npc:{self.npc}")
+        return self._loop_task
+
+    async def run(self) -> None:
+        while not self._closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            now = time.monotonic()
+            triggers = [p for p in self._pending if not p.expired(now)]
+            self._pending.clear()
+            if not triggers:
+                continue
+            lines = [render_event(p.kind, p.data) for p in triggers]
+            self._turn_task = asyncio.create_task(self.run_turn("\n".join(lines)))
+            try:
+                self.last_result = await asyncio.shield(self._turn_task)
+            except asyncio.CancelledError:
+                # Our own loop is being cancelled (close/despawn): stop the turn too.
+                self._turn_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._turn_task
+                raise
+            except Exception:
+                logger.exception("npc=%s turn crashed", self.npc)
+            finally:
+                self._turn_task = None
+
+    async def close(self) -> None:
+        """Despawn: cancel everything for this NPC."""
+        self._closed = True
+        task = self._loop_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        turn = self._turn_task
+        if turn is not None and not turn.done():
+            turn.cancel()
+            with contextlib.suppress(BaseException):
+                await turn
+
+    # -- one turn -------------------------------------------------------------------------
+
+    async def run_turn(self, user_text: str) -> TurnResult:
+        """Run a whole turn for one user message. Cancellation = interruption."""
+        self.turn_number += 1
+        result = TurnResult(self.npc, self.turn_number, started_at=time.time())
+        started = time.perf_counter()
+        self._add({"role": "user", "content": user_text})
+        failures: Counter[str] = Counter()
+        speech: list[str] = []
+        open_calls: list[str] = []
+        stream_id: str | None = None
+        try:
+            while True:
+                if result.steps >= self.limits.steps_per_turn:
+                    result.outcome = "step_limit"
+                    result.error = f"step limit ({self.limits.steps_per_turn}) reached"
+                    break
+                result.steps += 1
+                self._status("thinking")
+                stream_id = f"{self.npc}-{next(_stream_ids)}"
+                completion, spoke = await self._model_step(stream_id, result, started, speech)
+                if spoke:
+                    self.link.say_end(self.npc, stream_id, "done")
+                stream_id = None
+                if spoke:
+                    speech.append("\x00")  # step boundary, for TurnResult.text
+                choice = completion.choice
+                message = choice.to_message()
+                calls = choice.tool_calls
+                self._add(message, meta=self._usage_meta(completion))
+                if not calls:
+                    break
+                open_calls = [call.id for call in calls]
+                self._status("acting")
+                tool_started = time.perf_counter()
+                outcomes = await self._run_tools(calls, failures)
+                result.tool_ms += (time.perf_counter() - tool_started) * 1000
+                result.tool_calls += len(calls)
+                for call_id, content in outcomes:
+                    self._add({"role": "tool", "tool_call_id": call_id, "content": content})
+                    open_calls.remove(call_id)
+                exhausted = [name for name, n in failures.items() if n > self.limits.tool_retries]
+                if exhausted:
+                    result.outcome = "failed"
+                    result.error = (
+                        f"invalid tool calls: retry budget exhausted for {', '.join(exhausted)}"
+                    )
+                    break
+        except asyncio.CancelledError:
+            interrupted, self._interrupting = self._interrupting, False
+            result.outcome = "interrupted" if interrupted else "cancelled"
+            result.error = f"turn {result.outcome}"
+            if stream_id is not None and speech:
+                self.link.say_end(self.npc, stream_id, "interrupted")
+            for call_id in open_calls:
+                self._add(
+                    _tool_error_message(
+                        call_id, "CANCELLED", f"not finished: turn {result.outcome}"
+                    )
+                )
+            if not interrupted:
+                self._finish(result, started)
+                raise
+        except CompletionsError as exc:
+            result.outcome = "failed"
+            result.error = f"model error: {exc}"
+            if stream_id is not None and speech:
+                self.link.say_end(self.npc, stream_id, "error")
+        result.text = " ".join(part for part in "".join(speech).split("\x00") if part)
+        self._finish(result, started)
+        return result
+
+    async def _model_step(
+        self, stream_id: str, result: TurnResult, started: float, speech: list[str]
+    ) -> tuple[Completion, bool]:
+        body = dict(self._body)
+        system = self.prompt.render(self.npc, self.state, self.perceptions)
+        body["messages"] = [{"role": "system", "content": system}, *self.history]
+        step_started = time.perf_counter()
+        spoke = False
+        link, npc = self.link, self.npc
+        try:
+            async with self.model.stream(body) as stream:
+                async for event in stream:
+                    if type(event) is TextDelta and event.choice == 0 and event.text:
+                        if not spoke:
+                            spoke = True
+                            link.status(npc, "speaking")
+                            if result.first_speech_ms is None:
+                                result.first_speech_ms = (time.perf_counter() - started) * 1000
+                        speech.append(event.text)
+                        link.say(npc, stream_id, event.text)
+                completion = stream.completion
+        finally:
+            result.model_ms += (time.perf_counter() - step_started) * 1000
+        if completion.usage is not None:
+            result.prompt_tokens += completion.usage.prompt_tokens
+            result.completion_tokens += completion.usage.completion_tokens
+        return completion, spoke
+
+    async def _run_tools(
+        self, calls: Sequence[Any], failures: Counter[str]
+    ) -> list[tuple[str, str]]:
+        checked: list[tuple[str, ArgumentsOk | ArgumentsInvalid]] = []
+        for call in calls:
+            verdict = self.registry.validate(call.name, call.arguments)
+            if isinstance(verdict, ArgumentsInvalid):
+                failures[call.name if call.name in self.registry else "<unknown tool>"] += 1
+            checked.append((call.id, verdict))
+        if len(checked) == 1:
+            call_id, verdict = checked[0]
+            return [(call_id, await self._execute(call_id, verdict))]
+        contents = await asyncio.gather(*(self._execute(cid, v) for cid, v in checked))
+        return [(cid, content) for (cid, _), content in zip(checked, contents, strict=True)]
+
+    async def _execute(self, call_id: str, verdict: ArgumentsOk | ArgumentsInvalid) -> str:
+        if isinstance(verdict, ArgumentsInvalid):
+            return _error_content("INVALID_ARGUMENTS", verdict.message)
+        cap = self.registry.get(verdict.name)
+        try:
+            if cap.executor == "runtime":
+                data = await self._run_python(cap, verdict)
+            else:
+                data = await self.link.call(
+                    self.npc,
+                    cap.name,
+                    verdict.args,
+                    mode=cap.mode,
+                    timeout_s=cap.timeout_s,
+                    idempotent=cap.idempotent,
+                )
+        except asyncio.CancelledError:
+            raise
+        except _ToolFailure as exc:
+            return _error_content(exc.code, exc.message)
+        except Exception as exc:
+            code = str(getattr(exc, "code", "") or type(exc).__name__)
+            message = str(getattr(exc, "message", "") or exc) or type(exc).__name__
+            if code == "DISCONNECTED":
+                message = f"{message} (outcome unknown: look again)"
+            return _error_content(code, message)
+        if cap.mode == "fire":
+            return '{"status":"dispatched"}'
+        return _result_content(data)
+
+    async def _run_python(self, cap: Capability, verdict: ArgumentsOk) -> Any:
+        function = cap.function
+        if function is None:  # a registry built by hand without a function
+            raise _ToolFailure("INTERNAL", f"{cap.name} has no implementation")
+        args: list[Any] = []
+        if cap.takes_context:
+            args.append(
+                CapabilityContext(
+                    npc=self.npc,
+                    character=self.character.id,
+                    knowledge=self.character.knowledge,
+                    game=_GameHandle(self),
+                    memory=_Memory(self.store, self.npc),
+                    world=self.state,
+                )
+            )
+
+        async def invoke() -> Any:
+            value = function(*args, **verdict.values)
+            if inspect.isawaitable(value):
+                value = await value
+            return value
+
+        if cap.mode == "fire":
+            task = asyncio.create_task(invoke())
+            task.add_done_callback(_log_task_failure)
+            return None
+        try:
+            async with asyncio.timeout(cap.timeout_s):
+                return await invoke()
+        except TimeoutError:
+            raise _ToolFailure(
+                "TIMEOUT", f"{cap.name} did not finish in {cap.timeout_s:g} s"
+            ) from None
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _status(self, state: NpcState) -> None:
+        self.link.status(self.npc, state)
+
+    def _add(self, message: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+        self.history.append(message)
+        self.store.append_message(
+            MessageRecord(self.npc, self.character.id, self.turn_number, message, meta=meta)
+        )
+        if self.on_record is not None:
+            self.on_record(
+                {"type": "message", "npc": self.npc, "turn": self.turn_number, **message}
+                | ({"meta": meta} if meta else {})
+            )
+
+    @staticmethod
+    def _usage_meta(completion: Completion) -> dict[str, Any] | None:
+        usage = completion.usage
+        if usage is None:
+            return None
+        return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+
+    def _finish(self, result: TurnResult, started: float) -> None:
+        result.ended_at = time.time()
+        self._status("idle")
+        record = TurnRecord(
+            npc=self.npc,
+            character=self.character.id,
+            turn=result.turn,
+            started_at=result.started_at,
+            ended_at=result.ended_at,
+            steps=result.steps,
+            tool_calls=result.tool_calls,
+            outcome=result.outcome,
+            model_ms=round(result.model_ms, 3),
+            first_speech_ms=None
+            if result.first_speech_ms is None
+            else round(result.first_speech_ms, 3),
+            tool_ms=round(result.tool_ms, 3),
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            error=result.error,
+        )
+        self.store.append_turn(record)
+        elapsed = (time.perf_counter() - started) * 1000
+        logger.info(
+            "npc=%s turn=%d outcome=%s steps=%d tools=%d latency=%.0fms model=%.0fms "
+            "first_speech=%s tokens=%d/%d%s",
+            self.npc,
+            result.turn,
+            result.outcome,
+            result.steps,
+            result.tool_calls,
+            elapsed,
+            result.model_ms,
+            "-" if result.first_speech_ms is None else f"{result.first_speech_ms:.0f}ms",
+            result.prompt_tokens,
+            result.completion_tokens,
+            f" error={result.error}" if result.error else "",
+        )
+        if self.on_record is not None:
+            self.on_record({"type": "turn", **{k: getattr(record, k) for k in record.__slots__}})
+
+
+def _result_content(data: Any) -> str:
+    if isinstance(data, str):
+        return data
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return json.dumps({"result": repr(data)})
+
+
+def _error_content(code: str, message: str) -> str:
+    return json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
+
+
+def _tool_error_message(call_id: str, code: str, message: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": _error_content(code, message)}
+
+
+def _log_task_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("fire-and-forget capability failed", exc_info=task.exception())
