@@ -37,6 +37,8 @@ class ScriptedServer:
         self.script = script
         self.requests: list[Request] = []
         self.closed_connections = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.connection_closed = asyncio.Event()
         self.request_seen = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -69,6 +71,13 @@ class ScriptedServer:
         return self.script[index]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A cancelled client-connected task makes asyncio 3.11 log a bogus error: end quietly.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve_connection(reader, writer)
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -90,8 +99,13 @@ class ScriptedServer:
                 self.requests.append(request)
                 self.request_seen.set()
                 reply = self._next_reply(request)
-                if not await self._answer(reply, writer, reader):
-                    return
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    if not await self._answer(reply, writer, reader):
+                        return
+                finally:
+                    self.in_flight -= 1
         finally:
             self.closed_connections += 1
             self.connection_closed.set()
