@@ -13,7 +13,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["to_strict"]
+__all__ = ["close_objects", "to_strict"]
 
 _UNSUPPORTED = frozenset(
     {
@@ -52,6 +52,30 @@ def to_strict(schema: Mapping[str, Any]) -> dict[str, Any] | None:
         return converted
     except _NotStrict:
         return None
+
+
+def close_objects(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema with every object closed (``additionalProperties: false`` where unset) but
+    its ``required`` lists kept: what arguments of a strict tool are checked against, so an
+    extra field is refused as the model was told, and an omitted optional is still fine."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {
+            key: {k: walk(v) for k, v in value.items()}
+            if key in ("properties", "$defs", "definitions") and isinstance(value, dict)
+            else walk(value)
+            for key, value in node.items()
+        }
+        if node.get("type") == "object" or "properties" in node:
+            out.setdefault("additionalProperties", False)
+        return out
+
+    closed: dict[str, Any] = walk(dict(schema))
+    return closed
 
 
 def _node(node: Any) -> Any:

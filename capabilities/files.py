@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 
-from capabilities._strict import to_strict
+from capabilities._strict import close_objects, to_strict
 from capabilities._toml_lines import TomlLines
 from capabilities.errors import Problem
 from capabilities.model import EXECUTORS, MODES, NAME_PATTERN, Capability, Source
@@ -149,7 +149,9 @@ def _capability(
         idempotent=idempotent,
         source=Source(file, start),
         optional_fields=optional,
-        checker=JsonSchemaChecker(tool_schema, optional),
+        checker=JsonSchemaChecker(close_objects(schema), optional, source_schema=schema)
+        if strict is not None
+        else JsonSchemaChecker(schema, optional),
     ), []
 
 

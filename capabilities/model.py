@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from capabilities._strict import close_objects
 from capabilities.validation import (
     ArgumentChecker,
     ArgumentsInvalid,
@@ -85,7 +86,8 @@ class Capability:
     ``parameters`` is the JSON Schema the designer declared (or pydantic generated);
     ``tool_parameters`` is what the model is shown: the strict-mode form when the schema
     allows it (``strict`` true), else the schema unchanged. Arguments are validated against
-    ``tool_parameters``, because that is the contract the model was given.
+    the contract the model was given (closed objects), except that optional fields may be
+    omitted or sent as null (strict mode's way of omitting them).
     """
 
     name: str
@@ -110,7 +112,13 @@ class Capability:
         data = parse_arguments(self.name, arguments)
         if isinstance(data, ArgumentsInvalid):
             return data
-        checker = self.checker or JsonSchemaChecker(self.tool_parameters, self.optional_fields)
+        checker = self.checker or (
+            JsonSchemaChecker(
+                close_objects(self.parameters), self.optional_fields, source_schema=self.parameters
+            )
+            if self.strict
+            else JsonSchemaChecker(self.parameters, self.optional_fields)
+        )
         return checker.check(self.name, data)
 
     def openai_tool(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the model so it can correct itself. Nothing here raises on bad input.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ __all__ = [
     "ArgumentsOk",
     "JsonSchemaChecker",
     "ModelChecker",
+    "drop_optional_nulls",
     "parse_arguments",
 ]
 
@@ -75,6 +77,14 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(f"{token} is not a valid JSON number")
 
 
+def _finite_float(token: str) -> float:
+    # 1e400 is valid JSON that Python reads as inf: refuse it like Infinity itself.
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"{_short(token, 40)} is not a finite number")
+    return value
+
+
 def parse_arguments(name: str, raw: str | bytes | None) -> dict[str, Any] | ArgumentsInvalid:
     """Decode a tool call's argument text into a JSON object.
 
@@ -82,6 +92,13 @@ def parse_arguments(name: str, raw: str | bytes | None) -> dict[str, Any] | Argu
     """
     if raw is None:
         return {}
+    given: object = raw
+    if not isinstance(given, str | bytes):
+        # Some providers hand over arguments already decoded: same checks, as JSON text.
+        try:
+            raw = json.dumps(given, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            return _invalid(name, "", f"arguments must be JSON text, got {type(given).__name__}")
     if len(raw) > MAX_ARGUMENTS_BYTES:
         return _invalid(
             name, "", f"arguments are too long ({len(raw)} bytes, max {MAX_ARGUMENTS_BYTES})"
@@ -89,7 +106,7 @@ def parse_arguments(name: str, raw: str | bytes | None) -> dict[str, Any] | Argu
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         return _invalid(name, "", "arguments are nested too deeply")
     except UnicodeDecodeError:
@@ -102,15 +119,29 @@ def parse_arguments(name: str, raw: str | bytes | None) -> dict[str, Any] | Argu
 
 
 class JsonSchemaChecker:
-    """Checks arguments against a designer-written JSON Schema (capability files)."""
+    """Checks arguments against a designer-written JSON Schema (capability files).
 
-    def __init__(self, schema: Mapping[str, Any], optional_fields: Iterable[str] = ()) -> None:
+    With ``source_schema`` (the designer's schema of a strict tool), nulls the model sent for
+    optional properties are dropped first, at any depth, then ``schema`` is checked: strict
+    mode obliges a model to send them, a non-strict provider may omit them; both are fine.
+    """
+
+    def __init__(
+        self,
+        schema: Mapping[str, Any],
+        optional_fields: Iterable[str] = (),
+        *,
+        source_schema: Mapping[str, Any] | None = None,
+    ) -> None:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         self._validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
         self._optional = frozenset(optional_fields)
+        self._source = source_schema
 
     def check(self, name: str, data: dict[str, Any]) -> ArgumentsOk | ArgumentsInvalid:
         try:
+            if self._source is not None:
+                data = drop_optional_nulls(data, self._source)
             errors = sorted(self._validator.iter_errors(data), key=lambda e: list(e.absolute_path))
         except RecursionError:
             return _invalid(name, "", "arguments are nested too deeply")
@@ -135,10 +166,11 @@ class ModelChecker:
     ) -> None:
         self._model = model
         self._optional = frozenset(optional_fields)
+        self._schema = model.model_json_schema()
 
     def check(self, name: str, data: dict[str, Any]) -> ArgumentsOk | ArgumentsInvalid:
-        cleaned = {k: v for k, v in data.items() if not (v is None and k in self._optional)}
         try:
+            cleaned = drop_optional_nulls(data, self._schema)
             instance = self._model.model_validate_json(json.dumps(cleaned), strict=True)
         except pydantic.ValidationError as exc:
             problems = tuple(
@@ -151,6 +183,59 @@ class ModelChecker:
         values = {field: getattr(instance, field) for field in type(instance).model_fields}
         args = instance.model_dump(mode="json", exclude_unset=True)
         return ArgumentsOk(name, args, values)
+
+
+def drop_optional_nulls(data: Any, schema: Mapping[str, Any]) -> Any:
+    """Remove ``null`` values of properties the designer made optional, at every depth.
+
+    Strict mode makes the model send every property, ``null`` for the optional ones, nested
+    objects included; the function (or the game) expects them absent, so its defaults apply.
+    ``schema`` is the designer's schema (where ``required`` still tells optional apart).
+    """
+    return _drop_nulls(data, schema, schema)
+
+
+def _drop_nulls(data: Any, schema: Any, root: Mapping[str, Any]) -> Any:
+    node = _resolve(schema, root)
+    if node is None:
+        return data
+    if isinstance(data, dict):
+        properties = node.get("properties")
+        if not isinstance(properties, Mapping):
+            return data
+        required = node.get("required")
+        required = set(required) if isinstance(required, list) else set()
+        return {
+            key: _drop_nulls(value, properties.get(key), root)
+            for key, value in data.items()
+            if not (value is None and key in properties and key not in required)
+        }
+    if isinstance(data, list):
+        items = node.get("items")
+        return [_drop_nulls(value, items, root) for value in data] if items else data
+    return data
+
+
+def _resolve(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Follow local ``$ref`` and single-branch ``anyOf [X, null]`` to the schema of a value."""
+    for _ in range(16):
+        if not isinstance(schema, Mapping):
+            return None
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            target: Any = root
+            for part in ref[2:].split("/"):
+                target = target.get(part) if isinstance(target, Mapping) else None
+            schema = target
+            continue
+        branches = schema.get("anyOf")
+        if isinstance(branches, list) and "properties" not in schema:
+            real = [b for b in branches if not (isinstance(b, Mapping) and b.get("type") == "null")]
+            if len(real) == 1:
+                schema = real[0]
+                continue
+        return schema
+    return None
 
 
 def _pydantic_message(err: Any) -> str:
