@@ -115,6 +115,7 @@ class GameClient:
         self._token = token
         self._token_in_hello = token_in_hello
         self._caps = capability_names(capabilities)
+        self._caps_given = capabilities is not None
         self._npcs: dict[str, _Npc] = {}
         for entry in npcs:
             if isinstance(entry, Mapping):
@@ -312,13 +313,23 @@ class GameClient:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self._backoff[1])
 
+    def _declared_capabilities(self) -> list[str] | None:
+        """The explicit list, else the handled names; None (undeclared) with a default handler."""
+        if self._caps_given:
+            return self._caps
+        if self._default is not None:
+            return None
+        return sorted(self._handlers)
+
     def _hello(self) -> bytes:
         hello: dict[str, Any] = {"t": "hello", "proto": PROTOCOL_VERSION, "game": self.game}
         if self._token is not None and self._token_in_hello:
             hello["token"] = self._token
         if self.welcome is not None:
             hello["resume"] = self.welcome.resume_token
-        hello["capabilities"] = self._caps
+        caps = self._declared_capabilities()
+        if caps is not None:
+            hello["capabilities"] = caps
         hello["npcs"] = [
             {"npc": n.npc, "character": n.character, **({"state": n.state} if n.state else {})}
             for n in self._npcs.values()

@@ -375,7 +375,8 @@ class Session:
 
     def _detach(self, link: _Link) -> bool:
         """The link's websocket closed; True if it was the current one (session detached)."""
-        self.close_code = link.close_code or link.ws.close_code
+        sent = link.ws.protocol.close_sent
+        self.close_code = link.close_code or (sent.code if sent else None) or link.ws.close_code
         link.stop()
         if self._link is not link:
             return False
