@@ -17,6 +17,7 @@ from _offline_support import (
     village_characters,
 )
 
+from runtime.completions import CompletionsClient, TextDelta, ToolCallFinished
 from runtime.offline import OFFLINE_BASE_URL, OfflineModel, make_http_client
 
 PERCEPTIONS = [
@@ -189,3 +190,38 @@ async def test_max_tokens_cuts_text_with_finish_length() -> None:
         result = assemble_stream((await client.post("chat/completions", json=body)).content)
     assert result.finish_reason == "length"
     assert result.content == "Not without the password, stranger."[:8]
+
+
+@pytest.mark.asyncio
+async def test_completions_client_assembles_the_same_as_the_minimal_parser() -> None:
+    app = OfflineModel(village_characters(), seed=11)
+    async with _client(app) as http:
+        client = CompletionsClient(OFFLINE_BASE_URL, None, http=http)
+        for request in _requests():
+            request.pop("_i")
+            raw = await http.post(
+                "chat/completions",
+                json={**request, "stream": True, "stream_options": {"include_usage": True}},
+            )
+            mine = assemble_stream(raw.content)
+            text = ""
+            finished: list[tuple[str | None, str, str]] = []
+            async with client.stream(request) as stream:
+                async for event in stream:
+                    if isinstance(event, TextDelta):
+                        text += event.text
+                    elif isinstance(event, ToolCallFinished):
+                        finished.append((event.id, event.name, event.arguments))
+            choice = stream.completion.choice
+            assert choice.content == mine.content
+            assert (text or None) == mine.content
+            assert [(c.id, c.name, c.arguments) for c in choice.tool_calls] == mine.tool_calls
+            assert finished == mine.tool_calls
+            assert choice.finish_reason == mine.finish_reason
+            usage = stream.completion.usage
+            assert usage is not None
+            assert mine.usage is not None
+            assert usage.total_tokens == mine.usage["total_tokens"]
+            whole = await client.complete(request, stream=False)
+            assert whole.choice.content == mine.content
+            assert [(c.id, c.name, c.arguments) for c in whole.choice.tool_calls] == mine.tool_calls
