@@ -138,19 +138,34 @@ class Registry:
 
 
 def _display(path: Path, root: Path) -> str:
+    """A path as the designer knows it: relative to the project, however either was given."""
     try:
         return str(path.relative_to(root))
     except ValueError:
-        return str(path)
+        pass
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(root.resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _shown_source(cap: Capability, root: Path | None) -> tuple[str, int | None]:
+    if cap.source is None:
+        return "<registry>", None
+    file = cap.source.file
+    if root is not None and Path(file).is_absolute():
+        file = _display(Path(file), root)
+    return file, cap.source.line
 
 
 def _duplicate(cap: Capability, first: Capability, root: Path | None = None) -> Problem:
-    file = cap.source.file if cap.source else "<registry>"
-    if root is not None:
-        file = _display(Path(file), root) if Path(file).is_absolute() else file
-    line = cap.source.line if cap.source else None
+    file, line = _shown_source(cap, root)
+    first_file, first_line = _shown_source(first, root)
+    first_at = first_file if first_line is None else f"{first_file}:{first_line}"
     return Problem(
-        file, line, cap.name, f"duplicate capability name (first declared at {first.source})"
+        file, line, cap.name, f"duplicate capability name (first declared at {first_at})"
     )
 
 
@@ -173,7 +188,9 @@ def _load_python(path: Path, shown: str) -> tuple[list[Capability], list[Problem
         return [], [Problem(shown, p.line, p.field, p.message)]
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        line = None
+        # A syntax error has no frame in the file: it never ran. It knows its line itself.
+        syntax = isinstance(exc, SyntaxError) and exc.filename == str(path)
+        line = exc.lineno if syntax and isinstance(exc, SyntaxError) else None
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
             if frame.filename == str(path):
                 line = frame.lineno
