@@ -23,20 +23,40 @@ exceptions: ``ActionFailed`` results sent back to the model.
 from __future__ import annotations
 
 from sim.errors import SimError, SimFileError, SimRunError
+from sim.report import render_html, summarize, write_reports
+from sim.runner import WORLD_CAPABILITIES, SimProgress, SimResult, run_world
+from sim.scenario import AssertionResult, Scenario, evaluate, find_scenarios, load_scenario
+from sim.transcript import TIMING_FIELDS, TranscriptWriter, read_transcript, strip_timing
 from sim.world import ActionDone, ActionFailed, Output, Perception, World, WorldNote
 from sim.world_file import WorldSpec, load_world, world_from_dict
 
 __all__ = [
+    "TIMING_FIELDS",
+    "WORLD_CAPABILITIES",
     "ActionDone",
     "ActionFailed",
+    "AssertionResult",
     "Output",
     "Perception",
+    "Scenario",
     "SimError",
     "SimFileError",
+    "SimProgress",
+    "SimResult",
     "SimRunError",
+    "TranscriptWriter",
     "World",
     "WorldNote",
     "WorldSpec",
+    "evaluate",
+    "find_scenarios",
+    "load_scenario",
     "load_world",
+    "read_transcript",
+    "render_html",
+    "run_world",
+    "strip_timing",
+    "summarize",
     "world_from_dict",
+    "write_reports",
 ]

@@ -171,8 +171,10 @@ def _merge(base: WorldSpec, setup: Setup, script: list[ScriptStep] | None) -> di
     data = base.model_dump(exclude_none=True)
     if setup.npcs is not None:
         data["npc"] = [n for n in data["npc"] if n["id"] in setup.npcs]
-    if setup.gate_open is not None and "gate" in data:
-        data["gate"]["open"] = setup.gate_open
+    if setup.gate_open is not None and data.get("gate") is not None:
+        gates = data["gate"] if isinstance(data["gate"], list) else [data["gate"]]
+        for gate in gates:
+            gate["open"] = setup.gate_open
     for kind, overrides in (("npc", setup.npc), ("player", setup.player)):
         for ov in overrides:
             fields = ov.model_dump(exclude_none=True)

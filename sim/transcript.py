@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +66,8 @@ class TranscriptWriter:
         self.keep = keep
         self.records: list[dict[str, Any]] = []
         self.count = 0
+        self.by_type: Counter[str] = Counter()
+        self.tokens = 0  # summed from the runtime's ``turn`` records, for live counters
         self._lock = threading.Lock()
         self._start = time.perf_counter()
         self._fd: int | None = None
@@ -88,6 +91,9 @@ class TranscriptWriter:
             if self.keep:
                 self.records.append(rec)
             self.count += 1
+            self.by_type[str(rec.get("type"))] += 1
+            if rec.get("type") == "turn":
+                self.tokens += _tokens(rec)
             if self._fd is not None:
                 view = memoryview(data)
                 while view:
@@ -110,6 +116,18 @@ class TranscriptWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _tokens(rec: Mapping[str, Any]) -> int:
+    total = 0
+    for key in ("prompt_tokens", "completion_tokens"):
+        value = rec.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            total += value
+    tokens = rec.get("tokens")
+    if isinstance(tokens, int) and not isinstance(tokens, bool) and total == 0:
+        total = tokens
+    return total
 
 
 def read_transcript(path: Path) -> list[dict[str, Any]]:

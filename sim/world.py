@@ -161,12 +161,10 @@ class World:
         for item in spec.item:
             x, z = spec.place(item)
             self.ground.append(_Ground(item.name, x, z, item.count))
-        self.gate: _Gate | None = None
-        if spec.gate is not None:
-            gx, gz = spec.place(spec.gate)
-            self.gate = _Gate(
-                gx, gz, spec.gate.open, spec.gate.reach, frozenset(spec.gate.key_holders)
-            )
+        self.gates: list[_Gate] = []
+        for g in spec.gates:
+            gx, gz = spec.place(g)
+            self.gates.append(_Gate(gx, gz, g.open, g.reach, frozenset(g.key_holders)))
         self._ongoing: dict[str, _Ongoing] = {}
         self._by_call: dict[str, str] = {}
         self._walking: dict[str, tuple[float, float]] = {}  # players moved by the script
@@ -234,15 +232,16 @@ class World:
 
     def snapshot(self) -> dict[str, Any]:
         """The end state, as plain data (summary.json, report, assertions)."""
-        gate = None
-        if self.gate is not None:
-            gate = {
-                "x": self.gate.x,
-                "z": self.gate.z,
-                "open": self.gate.open,
-                "opened_at": self.gate.opened_at,
-                "opened_by": self.gate.opened_by,
+        gates = [
+            {
+                "x": g.x,
+                "z": g.z,
+                "open": g.open,
+                "opened_at": g.opened_at,
+                "opened_by": g.opened_by,
             }
+            for g in self.gates
+        ]
         return {
             "t": self.t,
             "entities": {
@@ -250,7 +249,8 @@ class World:
                 for e in self.entities.values()
             },
             "ground": [{"item": g.name, "x": g.x, "z": g.z, "count": g.count} for g in self.ground],
-            "gate": gate,
+            "gate": gates[0] if gates else None,  # the first gate: what scenarios check
+            "gates": gates,
         }
 
     # ----------------------------------------------------------------- actions
@@ -406,8 +406,7 @@ class World:
     def _cap_openGate(
         self, out: _Outbox, call_id: str, ent: _Entity, args: Mapping[str, Any]
     ) -> None:
-        gate = self.gate
-        if gate is None:
+        if not self.gates:
             self._done(
                 out,
                 call_id,
@@ -416,7 +415,8 @@ class World:
                 error=ActionFailed("NO_GATE", "there is no gate in this world"),
             )
             return
-        if gate.key_holders and ent.id not in gate.key_holders:
+        mine = [g for g in self.gates if not g.key_holders or ent.id in g.key_holders]
+        if not mine:
             self._done(
                 out,
                 call_id,
@@ -425,6 +425,7 @@ class World:
                 error=ActionFailed("NOT_ALLOWED", f"{ent.id} has no key to the gate"),
             )
             return
+        gate = min(mine, key=lambda g: math.hypot(ent.x - g.x, ent.z - g.z))
         far = math.hypot(ent.x - gate.x, ent.z - gate.z)
         if far > gate.reach:
             self._done(
@@ -440,7 +441,7 @@ class World:
         already = gate.open
         if not already:
             gate.open, gate.opened_at, gate.opened_by = True, self.t, ent.id
-            self._note(out, "gate", open=True, by=ent.id)
+            self._note(out, "gate", open=True, by=ent.id, x=gate.x, z=gate.z)
         self._done(out, call_id, ent.id, "openGate", data={"open": True, "already_open": already})
 
     def _cap_pickUp(

@@ -156,11 +156,17 @@ class WorldSpec(_Spec):
     world: WorldSection = WorldSection()
     location: list[LocationSpec] = []
     item: list[ItemSpec] = []
-    gate: GateSpec | None = None
+    gate: GateSpec | list[GateSpec] | None = None  # [gate] or several [[gate]]
     npc: list[NpcSpec] = []
     player: list[PlayerSpec] = []
     script: list[ScriptStep] = []
     prices: dict[str, int] = {}
+
+    @property
+    def gates(self) -> list[GateSpec]:
+        if self.gate is None:
+            return []
+        return list(self.gate) if isinstance(self.gate, list) else [self.gate]
 
     def place(self, thing: _Placed) -> tuple[float, float]:
         """Coordinates of a placed thing (references are checked at load time)."""
@@ -203,7 +209,10 @@ def check_references(spec: WorldSpec) -> list[tuple[tuple[str | int, ...], str]]
 
     for i, item in enumerate(spec.item):
         placed(("item", i), item)
-    if spec.gate is not None:
+    if isinstance(spec.gate, list):
+        for i, gate in enumerate(spec.gate):
+            placed(("gate", i), gate)
+    elif spec.gate is not None:
         placed(("gate",), spec.gate)
     ids: set[str] = set()
     everyone: list[tuple[str, int, NpcSpec | PlayerSpec]] = [
