@@ -21,7 +21,14 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 # Sub-command modules, in the order `npc --help` lists them.
-_COMMAND_MODULES: tuple[str, ...] = ("runtime.cli_caps",)
+_COMMAND_MODULES: tuple[str, ...] = (
+    "runtime.cli_caps",
+    "runtime.cli_serve",
+    "runtime.cli_chat",
+    "runtime.cli_bridge",
+    "runtime.cli_offline",
+    "runtime.cli_complete",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

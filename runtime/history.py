@@ -45,6 +45,14 @@ class History:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self._messages)
 
+    def copy(self) -> History:
+        """A cheap copy (the messages themselves are shared, not copied)."""
+        clone = History.__new__(History)
+        clone.max_messages, clone.max_tokens = self.max_messages, self.max_tokens
+        clone._messages, clone._tokens = self._messages.copy(), self._tokens.copy()
+        clone._total = self._total
+        return clone
+
     @property
     def tokens(self) -> int:
         return self._total
