@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -183,13 +183,16 @@ def load_project(directory: str | Path) -> Project:
         raise ProjectError([Problem(str(root), None, None, "not a directory")])
     problems: list[Problem] = []
     config = _load_toml_model(root / "npc.toml", "npc.toml", ProjectConfig, problems, optional=True)
+    # An invalid npc.toml may list Python modules we could not read: checking characters
+    # against the capabilities found without them would report each one as unknown.
+    cross_check = config is not None or not (root / "npc.toml").exists()
     if config is None:
         config = ProjectConfig()
     registry: Registry | None
     try:
         registry = Registry.load(root, config.capabilities.python)
     except ProjectError as exc:
-        problems.extend(exc.problems)
+        problems.extend(_locate_in_config(root / "npc.toml", exc.problems))
         registry = None
     characters: dict[str, Character] = {}
     files: dict[str, str] = {}
@@ -212,7 +215,7 @@ def load_project(directory: str | Path) -> Project:
             continue
         characters[character.id] = character
         files[character.id] = shown
-        if registry is not None:
+        if registry is not None and cross_check:
             problems.extend(_check_character(character, registry, shown, lines))
     if not characters and not problems:
         problems.append(
@@ -267,6 +270,23 @@ def _check_character(
     return problems
 
 
+def _locate_in_config(path: Path, problems: Sequence[Problem]) -> list[Problem]:
+    """The registry reports npc.toml problems (a missing Python file) without a line: it never
+    reads npc.toml. Find the line of the field here, where the text is at hand."""
+    if not any(p.file == "npc.toml" and p.line is None and p.field for p in problems):
+        return list(problems)
+    try:
+        lines = TomlLines(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return list(problems)
+    return [
+        Problem(p.file, _line_for(lines, p.field.split(".")), p.field, p.message)
+        if p.file == "npc.toml" and p.line is None and p.field
+        else p
+        for p in problems
+    ]
+
+
 _TOML_ERROR_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 
 
@@ -295,7 +315,11 @@ def _load_toml_model(
         lines = TomlLines(text)
         for err in exc.errors(include_url=False):
             loc = [str(part) for part in err["loc"]]
-            field = ".".join(loc) or None
+            # offline.rule[1].when, as _check_character writes it (not offline.rule.1.when)
+            dotted = "".join(
+                f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]
+            ).lstrip(".")
+            field = dotted or None
             line = _line_for(lines, loc)
             message = "unknown key" if err["type"] == "extra_forbidden" else str(err["msg"])
             if err["type"] == "missing":
@@ -308,8 +332,12 @@ def _line_for(lines: TomlLines, loc: list[str]) -> int | None:
     """Best line for a pydantic location: the deepest key we can find in the text."""
     best = None
     start = 1
-    for part in loc:
+    for index, part in enumerate(loc):
         if part.isdigit():
+            # An index into an array of tables ([[offline.rule]]): start at that table.
+            tables = lines.array_tables(".".join(p for p in loc[:index] if not p.isdigit()))
+            if int(part) < len(tables):
+                best = start = tables[int(part)]
             continue
         found = lines.key_line(part, start)
         if found is None:
