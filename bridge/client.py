@@ -23,11 +23,20 @@ import asyncio
 import contextlib
 import logging
 import random
+import types
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+)
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -148,6 +157,11 @@ class GameClient:
         self.connections = 0
 
     # -- configuration
+
+    @overload
+    def handle(self, cap: str) -> Callable[[CallHandler], CallHandler]: ...
+    @overload
+    def handle(self, cap: str, fn: CallHandler) -> CallHandler: ...
 
     def handle(
         self, cap: str, fn: CallHandler | None = None
@@ -372,7 +386,9 @@ class GameClient:
             async for data in ws:
                 msg = self._decode(data)
                 if msg is not None:
-                    self._dispatch(msg, ws)
+                    reply = self._dispatch(msg, ws)
+                    if reply is not None:
+                        await ws.send(reply)
         except ConnectionClosed:
             pass
         finally:
@@ -433,10 +449,10 @@ class GameClient:
                 )
         self._connected.set()
 
-    def _dispatch(self, msg: Message, ws: ClientConnection) -> None:
+    def _dispatch(self, msg: Message, ws: ClientConnection) -> bytes | None:
+        """Handle one frame; returns a frame the reader should send at once, if any."""
         if isinstance(msg, Call):
-            self._on_call(msg, ws)
-            return
+            return self._on_call(msg, ws)
         if isinstance(msg, Cancel):
             task = self._running.pop(msg.id, None)
             if task is not None:
@@ -451,14 +467,14 @@ class GameClient:
         except asyncio.QueueFull:
             self._messages.get_nowait()  # keep the newest; the oldest speech is stale
             self._messages.put_nowait(msg)
+        return None
 
-    def _on_call(self, call: Call, ws: ClientConnection) -> None:
+    def _on_call(self, call: Call, ws: ClientConnection) -> bytes | None:
         cached = self._cache.get(call.id)
         if cached is not None:
-            self._spawn_send(ws, cached)
-            return
+            return cached
         if call.id in self._running:
-            return
+            return None
         handler = self._handlers.get(call.cap, self._default)
         if handler is None:
             frame = _result_frame(
@@ -469,15 +485,38 @@ class GameClient:
                 f"the game has no handler for {call.cap!r}",
             )
             self._remember(call.id, frame)
-            self._spawn_send(ws, frame)
-            return
+            return frame
         self.executions += 1
-        task = asyncio.get_running_loop().create_task(self._execute(call, handler))
-        self._running[call.id] = task
-
-    async def _execute(self, call: Call, handler: CallHandler) -> None:
+        # Start the handler eagerly: most game actions answer without waiting, and then
+        # no task is created at all (the frame is sent by the reader). A handler that
+        # awaits something continues in a task, which a cancel can stop.
         try:
-            data = await handler(call)
+            awaitable = handler(call)
+            if not isinstance(awaitable, Coroutine):
+                first: Any = None
+                rest: Awaitable[Any] = awaitable
+            else:
+                first = awaitable.send(None)
+                rest = _resume(awaitable, first)
+        except StopIteration as stop:
+            frame = _result_frame(call.id, True, stop.value, None, "")
+        except GameCallError as exc:
+            frame = _result_frame(call.id, False, None, exc.code, exc.message)
+        except Exception as exc:
+            log.exception("handler for %s failed", call.cap)
+            frame = _result_frame(
+                call.id, False, None, ErrorCode.INTERNAL, f"handler failed: {exc}"
+            )
+        else:
+            task = asyncio.get_running_loop().create_task(self._execute(call, rest))
+            self._running[call.id] = task
+            return None
+        self._remember(call.id, frame)
+        return None if call.mode == "fire" else frame
+
+    async def _execute(self, call: Call, rest: Awaitable[Any]) -> None:
+        try:
+            data = await rest
             frame = _result_frame(call.id, True, data, None, "")
         except GameCallError as exc:
             frame = _result_frame(call.id, False, None, exc.code, exc.message)
@@ -512,6 +551,25 @@ class GameClient:
         task = asyncio.get_running_loop().create_task(send())
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, Any, Any]:
+    """Continue a coroutine that was started by hand, inside a task (what ``await`` does)."""
+    yielded = first
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def _result_frame(call_id: str, ok: bool, data: Any, code: str | None, message: str) -> bytes:
