@@ -21,6 +21,7 @@ import hashlib
 import json
 import random
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.offline.character import OfflineCharacter
@@ -107,7 +108,18 @@ class OfflineModel:
                     send, 413, error_body("Request body too large.", "invalid_request_error")
                 )
                 return
-            await self._complete(body, send)
+            try:
+                answer = self._answer(body)
+            except Exception:
+                # Last line of defence for "bad input never crashes": a request shape the
+                # policy did not foresee (a 2,000-deep schema, a TOML date in a rule's args)
+                # becomes a 500 in OpenAI's shape, which clients retry or report.
+                answer = _Answer(
+                    500,
+                    _JSON_HEADERS,
+                    [error_body("The offline model failed on this request.", "server_error")],
+                )
+            await _deliver(send, answer)
         elif path in _MODELS_PATHS and method == "GET":
             await _respond(send, 200, self._models())
         else:
@@ -126,15 +138,14 @@ class OfflineModel:
 
     # -- completions --------------------------------------------------------------------------
 
-    async def _complete(self, body: bytes, send: Send) -> None:
+    def _answer(self, body: bytes) -> _Answer:
+        """The whole response to a completions request, built before anything is sent."""
         self.requests += 1
         try:
             request = _parse(body)
         except _BadRequest as exc:
-            await _respond(
-                send, 400, error_body(str(exc), "invalid_request_error", param=exc.param)
-            )
-            return
+            error = error_body(str(exc), "invalid_request_error", param=exc.param)
+            return _Answer(400, _JSON_HEADERS, [error])
         messages: list[dict[str, Any]] = request["messages"]
         tools: list[dict[str, Any]] = request.get("tools") or []
         model = request.get("model")
@@ -156,6 +167,20 @@ class OfflineModel:
         )
         stream = request.get("stream") is True
         fault = self._fault(digest, reply, stream)
+        if fault is Fault.HTTP_429:
+            retry_after = self.misbehaviour.retry_after_s if self.misbehaviour else 1
+            error = error_body(
+                "Rate limit reached for the offline model (misbehaviour). Try again later.",
+                "requests",
+                code="rate_limit_exceeded",
+            )
+            headers = [*_JSON_HEADERS, (b"retry-after", str(retry_after).encode())]
+            return _Answer(429, headers, [error])
+        if fault is Fault.HTTP_500:
+            error = error_body(
+                "The server had an error while processing your request.", "server_error"
+            )
+            return _Answer(500, _JSON_HEADERS, [error])
         if fault is not None:
             offered = frozenset(
                 t["function"]["name"]
@@ -165,18 +190,6 @@ class OfflineModel:
                 and isinstance(t["function"].get("name"), str)
             )
             reply = apply_fault(reply, fault, offered)
-            if fault is Fault.HTTP_429:
-                await _respond_fault_429(send, self.misbehaviour)
-                return
-            if fault is Fault.HTTP_500:
-                await _respond(
-                    send,
-                    500,
-                    error_body(
-                        "The server had an error while processing your request.", "server_error"
-                    ),
-                )
-                return
 
         completion_id = "chatcmpl-" + digest[16:28].hex()
         created = int(self._clock()) if self._clock is not None else OFFLINE_CREATED
@@ -189,8 +202,7 @@ class OfflineModel:
                 created=created,
                 prompt_tokens=prompt_tokens,
             )
-            await _respond(send, 200, out)
-            return
+            return _Answer(200, _JSON_HEADERS, [out])
         options = request.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         events = stream_events(
@@ -201,23 +213,14 @@ class OfflineModel:
             prompt_tokens=prompt_tokens,
             include_usage=include_usage,
         )
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
         if fault is Fault.ERROR_MID_STREAM:
             cut = max(1, (len(events) - 1) // 2)
             events = [
                 *events[:cut],
                 stream_error_event("The offline model failed mid-stream.", "offline_misbehaviour"),
             ]
-        if fault is Fault.SLOW and self.misbehaviour is not None:
-            delay = self.misbehaviour.delay_s
-            for event in events:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-                await asyncio.sleep(delay)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        # One write: a buffered transport (ASGITransport) or a socket sees the same bytes, and
-        # one ASGI send instead of one per event is most of the speed of this app.
-        await send({"type": "http.response.body", "body": b"".join(events), "more_body": False})
+        delay = self.misbehaviour.delay_s if fault is Fault.SLOW and self.misbehaviour else None
+        return _Answer(200, _SSE_HEADERS, events, delay)
 
     def _digest(self, model: str, messages: list[dict[str, Any]]) -> bytes:
         """A stable digest of seed, model and conversation (never Python's salted hash())."""
@@ -246,6 +249,8 @@ def _parse(body: bytes) -> dict[str, Any]:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise _BadRequest("The request body is not valid JSON.") from None
+    except RecursionError:
+        raise _BadRequest("The request body is nested too deeply.") from None
     if not isinstance(request, dict):
         raise _BadRequest("The request body must be a JSON object.")
     messages = request.get("messages")
@@ -287,15 +292,28 @@ async def _respond(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _respond_fault_429(send: Send, misbehaviour: Misbehaviour | None) -> None:
-    retry_after = misbehaviour.retry_after_s if misbehaviour is not None else 1
-    headers = [*_JSON_HEADERS, (b"retry-after", str(retry_after).encode())]
-    body = error_body(
-        "Rate limit reached for the offline model (misbehaviour). Please try again later.",
-        "requests",
-        code="rate_limit_exceeded",
-    )
-    await _respond(send, 429, body, headers)
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A response ready to send. ``delay``: send event by event with this pause (slow stream)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    parts: list[bytes]
+    delay: float | None = None
+
+
+async def _deliver(send: Send, answer: _Answer) -> None:
+    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+    if answer.delay is None:
+        # One write: a buffered transport (ASGITransport) or a socket sees the same bytes, and
+        # one ASGI send instead of one per event is most of the speed of this app.
+        body = answer.parts[0] if len(answer.parts) == 1 else b"".join(answer.parts)
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        return
+    for part in answer.parts:
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+        await asyncio.sleep(answer.delay)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
