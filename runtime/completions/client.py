@@ -486,7 +486,10 @@ class CompletionStream:
             raise error_for_status(status, body, response.headers, client._key)
         content_type = response.headers.get("content-type", "")
         if self._streaming and not content_type.startswith("application/json"):
-            self._raw = response.aiter_bytes()
+            # Skip httpx2's decoder layer (one async generator per read) unless it is needed.
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            plain = encoding in ("", "identity")
+            self._raw = response.aiter_raw() if plain else response.aiter_bytes()
             return
         # A whole JSON answer (asked for, or a server that ignored `stream: true`).
         try:

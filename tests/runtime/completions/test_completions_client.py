@@ -497,3 +497,19 @@ async def test_api_key_never_in_errors_reprs_or_logs(caplog: pytest.LogCaptureFi
     assert len(server.requests) == 4
     for text in texts:
         assert KEY not in text  # ...without the key
+
+
+@pytest.mark.asyncio
+async def test_gzip_encoded_stream_is_decoded() -> None:
+    import gzip
+
+    raw = gzip.compress(b"".join(text_chunks("zip", "ped")))
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+        return httpx2.Response(200, headers=headers, content=raw)
+
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    client = CompletionsClient("http://h/v1", KEY, http=http, model="m")
+    assert (await client.complete({"messages": []})).choice.content == "zipped"
+    await http.aclose()
