@@ -25,6 +25,7 @@ from __future__ import annotations
 from sim.errors import SimError, SimFileError, SimRunError
 from sim.report import render_html, summarize, write_reports
 from sim.runner import WORLD_CAPABILITIES, SimProgress, SimResult, run_world
+from sim.scale import scale_world
 from sim.scenario import AssertionResult, Scenario, evaluate, find_scenarios, load_scenario
 from sim.transcript import TIMING_FIELDS, TranscriptWriter, read_transcript, strip_timing
 from sim.world import ActionDone, ActionFailed, Output, Perception, World, WorldNote
@@ -55,6 +56,7 @@ __all__ = [
     "read_transcript",
     "render_html",
     "run_world",
+    "scale_world",
     "strip_timing",
     "summarize",
     "world_from_dict",

@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sim._toml import field_name, locate, read_toml
 from sim.errors import Problem, SimFileError
-from sim.world_file import ScriptStep, WorldSpec, load_world, problems_from, world_from_dict
+from sim.world_file import (
+    ScriptStep,
+    WorldSpec,
+    drop_dangling_addressees,
+    load_world,
+    problems_from,
+    world_from_dict,
+)
 
 __all__ = [
     "AssertionResult",
@@ -190,6 +197,7 @@ def _merge(base: WorldSpec, setup: Setup, script: list[ScriptStep] | None) -> di
             existing.update(fields)
     if script is not None:
         data["script"] = [s.model_dump(exclude_none=True) for s in script]
+    drop_dangling_addressees(data)
     return data
 
 

@@ -170,13 +170,22 @@ class World:
         self._walking: dict[str, tuple[float, float]] = {}  # players moved by the script
         self._script: list[ScriptStep] = sorted(spec.script, key=lambda s: s.at)
         self._next_step = 0
-        self._in_sight: set[tuple[str, str]] = set()
+        # A uniform grid (cells as wide as the longest sense) keeps hearing and sight checks
+        # local: 1,000 NPCs cost what their neighbourhoods cost, not 1,000².
+        self._cell_size = max(rules.sight, rules.earshot)
+        self._grid: dict[tuple[int, int], set[str]] = {}
+        self._cell_of: dict[str, tuple[int, int]] = {}
+        for ent in self.entities.values():
+            self._regrid(ent)
+        self._sees: dict[str, set[str]] = {}  # watcher npc -> who it currently sees
+        self._seen_by: dict[str, set[str]] = {}  # who -> npcs currently seeing them
         for a in self.entities.values():
             if a.kind != "npc":
                 continue
-            for b in self.entities.values():
+            for b in self._near(a):
                 if b.id != a.id and self._dist(a, b) <= rules.sight:
-                    self._in_sight.add((a.id, b.id))
+                    self._sees.setdefault(a.id, set()).add(b.id)
+                    self._seen_by.setdefault(b.id, set()).add(a.id)
 
     # ----------------------------------------------------------------- queries
 
@@ -553,7 +562,7 @@ class World:
         earshot = self.spec.world.earshot
         self._note(out, "speech", who=speaker.id, text=text, to=to)
         heard: list[str] = []
-        for ent in self.entities.values():
+        for ent in self._near(speaker):
             if ent.kind == "npc" and ent.id != speaker.id and self._dist(ent, speaker) <= earshot:
                 heard.append(ent.id)
                 self._perceive(out, ent.id, "heard", {"speaker": speaker.id, "text": text})
@@ -669,21 +678,25 @@ class World:
             ent.x += dx / gap * step
             ent.z += dz / gap * step
         ent.last_moved = self.t
+        self._regrid(ent)
         return math.hypot(tx - ent.x, tz - ent.z) <= _EPS
 
     def _sight_check(self, out: _Outbox, moved: list[_Entity]) -> None:
         sight = self.spec.world.sight
         for mover in {m.id: m for m in moved}.values():
-            for other in self.entities.values():
-                if other.id == mover.id:
-                    continue
+            candidates = {e.id for e in self._near(mover)}
+            candidates |= self._sees.get(mover.id, set()) | self._seen_by.get(mover.id, set())
+            candidates.discard(mover.id)
+            for other_id in sorted(candidates):
+                other = self.entities[other_id]
                 inside = self._dist(mover, other) <= sight
                 for watcher, what in ((other, mover), (mover, other)):
                     if watcher.kind != "npc":
                         continue
-                    key = (watcher.id, what.id)
-                    if inside and key not in self._in_sight:
-                        self._in_sight.add(key)
+                    seen = self._sees.setdefault(watcher.id, set())
+                    if inside and what.id not in seen:
+                        seen.add(what.id)
+                        self._seen_by.setdefault(what.id, set()).add(watcher.id)
                         self._perceive(
                             out,
                             watcher.id,
@@ -693,8 +706,30 @@ class World:
                                 "where": {"x": round(what.x, 2), "z": round(what.z, 2)},
                             },
                         )
-                    elif not inside:
-                        self._in_sight.discard(key)
+                    elif not inside and what.id in seen:
+                        seen.discard(what.id)
+                        self._seen_by.get(what.id, set()).discard(watcher.id)
+
+    def _regrid(self, ent: _Entity) -> None:
+        cell = (math.floor(ent.x / self._cell_size), math.floor(ent.z / self._cell_size))
+        old = self._cell_of.get(ent.id)
+        if old == cell:
+            return
+        if old is not None:
+            self._grid[old].discard(ent.id)
+        self._grid.setdefault(cell, set()).add(ent.id)
+        self._cell_of[ent.id] = cell
+
+    def _near(self, ent: _Entity) -> list[_Entity]:
+        """Everyone in the 3x3 cells around ``ent`` (a superset of who is within a sense)."""
+        cx, cz = self._cell_of[ent.id]
+        found: list[_Entity] = []
+        for ix in (cx - 1, cx, cx + 1):
+            for iz in (cz - 1, cz, cz + 1):
+                for who in self._grid.get((ix, iz), ()):
+                    found.append(self.entities[who])
+        found.sort(key=lambda e: e.id)  # deterministic event order
+        return found
 
     def _begin(self, act: _Ongoing) -> None:
         self._ongoing[act.npc] = act

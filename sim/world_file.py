@@ -27,6 +27,7 @@ __all__ = [
     "ScriptStep",
     "WorldSection",
     "WorldSpec",
+    "drop_dangling_addressees",
     "load_world",
     "world_from_dict",
 ]
@@ -237,6 +238,15 @@ def check_references(spec: WorldSpec) -> list[tuple[tuple[str | int, ...], str]]
         if isinstance(step.move, list) and not bounds.contains(step.move[0], step.move[1]):
             found.append((("script", i, "move"), "target lies outside world.bounds"))
     return found
+
+
+def drop_dangling_addressees(data: dict[str, Any]) -> None:
+    """Script steps addressed ``to`` an NPC that a set-up or a scale-down left out keep their
+    action but lose the addressee (``to`` only says whom the line is meant for)."""
+    ids = {e["id"] for e in data.get("npc", []) + data.get("player", [])}
+    for step in data.get("script", []):
+        if step.get("to") is not None and step["to"] not in ids and "give" not in step:
+            del step["to"]
 
 
 def problems_from(path: str, text: str | None, exc: ValidationError) -> list[Problem]:
