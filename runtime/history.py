@@ -77,15 +77,22 @@ class History:
         self._total -= self._tokens.popleft()
 
     def _trim(self) -> None:
-        # Never drop the newest message: a turn must always see what triggered it.
-        while len(self._messages) > 1 and (
-            len(self._messages) > self.max_messages or self._total > self.max_tokens
-        ):
-            self._pop()
-            self._drop_orphans()
+        # Drop whole units (a message and the tool results answering it), oldest first, and
+        # never the newest unit: a turn must always see what triggered it, and a call must
+        # stay with its results even when the pair alone is over the budget.
         self._drop_orphans()
+        messages = self._messages
+        while len(messages) > self.max_messages or self._total > self.max_tokens:
+            unit = 1
+            while unit < len(messages) and messages[unit].get("role") == "tool":
+                unit += 1
+            if unit >= len(messages):
+                break
+            for _ in range(unit):
+                self._pop()
 
     def _drop_orphans(self) -> None:
-        """A window may not start with tool results whose call was dropped."""
-        while len(self._messages) > 1 and self._messages[0].get("role") == "tool":
+        """A window may not start with tool results whose call was dropped (a window loaded
+        from the store can begin mid-unit): a provider rejects them."""
+        while self._messages and self._messages[0].get("role") == "tool":
             self._pop()
