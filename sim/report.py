@@ -59,7 +59,7 @@ def summarize(
     results = by_type["result"]
     errors: Counter[str] = Counter()
     for r in results:
-        if not r.get("ok"):
+        if not r.get("ok") and not r.get("unfinished"):
             err = r.get("error")
             code = err.get("code") if isinstance(err, Mapping) else None
             errors[f"tool:{code or 'UNKNOWN'}"] += 1
@@ -105,7 +105,10 @@ def summarize(
             "calls": len(by_type["call"]),
             "calls_by_cap": dict(Counter(str(r.get("cap")) for r in by_type["call"])),
             "results_ok": sum(1 for r in results if r.get("ok")),
-            "results_failed": sum(1 for r in results if not r.get("ok")),
+            "results_failed": sum(
+                1 for r in results if not r.get("ok") and not r.get("unfinished")
+            ),
+            "unfinished": sum(1 for r in results if r.get("unfinished")),
             "cancels": len(by_type["cancel"]),
             "lines": len(by_type["line"]),
             "turns": len(by_type["turn"]),

@@ -133,6 +133,7 @@ class _Run:
         self.last_activity = time.monotonic()
         self.changed = asyncio.Event()  # set on every frame from the runtime
         self.errors = 0
+        self.ending = False  # set before the client closes: cancelled calls are unfinished
 
     # world outputs -> transcript, futures, outgoing events
     def process(self, outputs: Iterable[Output]) -> None:
@@ -163,6 +164,9 @@ class _Run:
                 }
                 if out.error is None:
                     rec["data"] = out.data
+                elif self.ending:
+                    rec["error"] = {"code": out.error.code, "message": out.error.message}
+                    rec["unfinished"] = True  # still running when the run ended: not an error
                 else:
                     rec["error"] = {"code": out.error.code, "message": out.error.message}
                     self.errors += 1
@@ -240,7 +244,8 @@ class _Run:
         try:
             done = await fut
         except asyncio.CancelledError:
-            self.process(world.cancel(call.id, "cancelled by the runtime"))
+            why = "the run ended" if self.ending else "cancelled by the runtime"
+            self.process(world.cancel(call.id, why))
             self.futures.pop(call.id, None)
             raise
         if done.error is not None:
@@ -253,6 +258,10 @@ class _Run:
             return False
         now = time.monotonic()
         for npc, deadline in list(self.expect_reaction.items()):
+            if self.status.get(npc) == "acting" and self.world.busy(npc):
+                # Busy with a world action: the runtime queues the trigger until the action
+                # ends, which needs simulated time to pass. Waiting here would only stall.
+                continue
             if now < deadline:
                 return False
             del self.expect_reaction[npc]  # no reaction came: not a trigger after all
@@ -418,6 +427,7 @@ async def run_world(
         if pace == "lockstep" and client.connected:
             await _wait_quiet(run, settle_s, min(stall_timeout_s, 5.0))
     finally:
+        run.ending = True
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender

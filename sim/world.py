@@ -325,7 +325,9 @@ class World:
                 moved.append(ent)
                 if arrived:
                     self._note(out, "move", who=npc, x=ent.x, z=ent.z, phase="stop")
-                    self._finish(out, act, {"x": ent.x, "z": ent.z, "arrived": True})
+                    self._finish(
+                        out, act, {"x": round(ent.x, 3), "z": round(ent.z, 3), "arrived": True}
+                    )
             elif act.cap == "wait":
                 if now + _EPS >= act.until:
                     self._finish(out, act, {"waited": round(now - act.started, 3)})
@@ -662,8 +664,8 @@ class World:
                 act,
                 {
                     "target": act.target,
-                    "x": ent.x,
-                    "z": ent.z,
+                    "x": round(ent.x, 3),
+                    "z": round(ent.z, 3),
                     "stopped": "target stopped" if settled and close else "time limit",
                 },
             )
