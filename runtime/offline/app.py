@@ -46,6 +46,9 @@ OFFLINE_CREATED = 1_735_689_600  # 2025-01-01T00:00:00Z
 _COMPLETIONS_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
 _MAX_BODY = 8 * 1024 * 1024
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+).encode
 _ATTEMPTS_CAP = 65_536
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -224,9 +227,7 @@ class OfflineModel:
 
     def _digest(self, model: str, messages: list[dict[str, Any]]) -> bytes:
         """A stable digest of seed, model and conversation (never Python's salted hash())."""
-        canonical = json.dumps(
-            messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
-        )
+        canonical = _CANONICAL(messages)
         h = hashlib.blake2b(self._seed_bytes, digest_size=32)
         h.update(model.encode())
         h.update(b"\x00")

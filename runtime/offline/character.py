@@ -84,6 +84,9 @@ class OfflineCharacter:
     persona: str = ""
     knowledge: tuple[str, ...] = ()
     rules: tuple[OfflineRule, ...] = ()
+    # Derived once: the policy draws from these on every request.
+    lines: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    vocabulary: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __init__(
         self,
@@ -98,6 +101,18 @@ class OfflineCharacter:
         object.__setattr__(self, "persona", persona)
         object.__setattr__(self, "knowledge", tuple(knowledge))
         object.__setattr__(self, "rules", tuple(rules))
+        lines = [*self.knowledge, f"I am {name}."]
+        first = persona.split(". ", maxsplit=1)[0].strip().rstrip(".")
+        if first:
+            lines.append(f"I am {name}, {first[0].lower()}{first[1:]}.")
+        object.__setattr__(self, "lines", tuple(lines))
+        words = ["player"]
+        for fact in self.knowledge:
+            for raw in fact.split():
+                word = raw.strip(".,;:!?'\"()").lower()
+                if word.isalpha() and len(word) > 3 and word not in words:
+                    words.append(word)
+        object.__setattr__(self, "vocabulary", tuple(words))
 
     def first_rule(self, text: str) -> OfflineRule | None:
         """The first rule (file order) whose phrases occur in ``text``."""

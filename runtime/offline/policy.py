@@ -247,7 +247,9 @@ def _generic_call(
 ) -> ToolCall:
     call_id = _call_id(rng)
     line = in_character_line(character, rng, heard)
-    args = generate_arguments(schema, rng, words=_vocabulary(character), line=line)
+    args = generate_arguments(
+        schema, rng, words=character.vocabulary if character is not None else (), line=line
+    )
     return ToolCall(call_id, name, json.dumps(args, ensure_ascii=False, separators=(",", ":")))
 
 
@@ -255,31 +257,16 @@ def _call_id(rng: random.Random) -> str:
     return f"call_{rng.getrandbits(96):024x}"
 
 
-def _vocabulary(character: OfflineCharacter | None) -> tuple[str, ...]:
-    if character is None:
-        return ()
-    words = ["player"]
-    for fact in character.knowledge:
-        for raw in fact.split():
-            word = raw.strip(".,;:!?'\"()").lower()
-            if word.isalpha() and len(word) > 3 and word not in words:
-                words.append(word)
-    return tuple(words)
-
-
 def in_character_line(character: OfflineCharacter | None, rng: random.Random, heard: str) -> str:
     """A short line built from the persona and knowledge (generic lines for unknown models)."""
     if character is None:
         return rng.choice(_GENERIC_LINES)
-    options: list[str] = list(character.knowledge)
-    options.append(f"I am {character.name}.")
-    persona = character.persona.split(". ")[0].rstrip(".")
-    if persona:
-        options.append(f"I am {character.name}, {persona[0].lower()}{persona[1:]}.")
     quote = _quote(heard)
-    if quote:
-        options.append(f'"{quote}"? Hm.')
-    return rng.choice(options)
+    if not quote:
+        return rng.choice(character.lines)
+    # The quoted reply is one more option, drawn with the same odds as each stock line.
+    index = rng.randrange(len(character.lines) + 1)
+    return character.lines[index] if index < len(character.lines) else f'"{quote}"? Hm.'
 
 
 def _quote(heard: str) -> str:

@@ -34,8 +34,9 @@ _DONE = b"data: [DONE]\n\n"
 _NULL_TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+# One encoder for all: json.dumps with non-default options builds a new encoder per call,
+# which was a fifth of a stream's cost.
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def usage(prompt_tokens: int, reply: Reply) -> dict[str, Any]:
