@@ -23,6 +23,7 @@ EXIT_USAGE = 2
 # Sub-command modules, in the order `npc --help` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
     "runtime.cli_caps",
+    "runtime.cli_sim",
     "runtime.cli_serve",
     "runtime.cli_chat",
     "runtime.cli_bridge",

@@ -9,11 +9,14 @@ Semantics worth knowing:
 
 - Several tool calls in one answer run concurrently; their results are appended in the
   order the model gave the calls, whatever order they finish in.
-- A triggering perception arriving during a turn interrupts it: the model stream is
-  cancelled, ``say_end{interrupted}`` and ``cancel`` for in-flight game calls are sent, the
-  unfinished calls are answered in the history as CANCELLED, and a new turn starts that sees
-  everything that arrived. Triggers waiting for a turn are coalesced into one user message;
-  those older than their ``ttl_ms`` are dropped; at most ``limits.event_queue`` wait.
+- A triggering perception arriving while the NPC is speaking or acting interrupts the turn:
+  the model stream is cancelled, ``say_end{interrupted}`` and ``cancel`` for in-flight game
+  calls are sent, the unfinished calls are answered in the history as CANCELLED, and a new
+  turn starts that sees everything that arrived. While it is still thinking, the perception
+  waits for the next turn. A turn that answers an interruption is not interrupted itself (it
+  queues), so two NPCs talking to each other cannot starve each other. Triggers waiting for
+  a turn are coalesced into one user message; those older than their ``ttl_ms`` are
+  dropped; at most ``limits.event_queue`` wait (the oldest go first).
 - A failing model (after the client's retries) fails the turn, never the session.
 """
 
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from capabilities import ArgumentsInvalid, ArgumentsOk, Capability, CapabilityContext, Registry
-from runtime.completions import Completion, CompletionsError, StreamEvent, TextDelta
+from runtime.completions import Completion, CompletionsError, StreamEvent, TextDelta, ToolCall
 from runtime.history import History
 from runtime.project import Character, LimitSettings
 from runtime.prompts import PromptBuilder, render_event
@@ -115,6 +118,8 @@ class TurnResult:
     completion_tokens: int = 0
     started_at: float = 0.0
     ended_at: float = 0.0
+    deferred: tuple[ToolCall, ...] = ()
+    """Calls of deferred tools, handed back to the caller instead of executed."""
 
 
 class _NoGame:
@@ -201,7 +206,13 @@ class NpcSession:
         on_record: Callable[[dict[str, Any]], None] | None = None,
         history: Sequence[dict[str, Any]] = (),
         turn: int = 0,
+        extra_tools: Sequence[Mapping[str, Any]] = (),
+        defer: frozenset[str] = frozenset(),
     ) -> None:
+        """``extra_tools`` are offered to the model next to the character's capabilities;
+        calls of tools named in ``defer`` (and of every extra tool) end the turn and are
+        returned in ``TurnResult.deferred`` for the caller to run: the stateless mode of the
+        character endpoint, where the client executes game actions itself."""
         self.npc = npc
         self.character = character
         self.model = model
@@ -224,15 +235,19 @@ class NpcSession:
             usable.append(name)
         self.registry = registry.subset(usable)
         self._body: dict[str, Any] = {**(request or {}), "stream": True}
-        tools = self.registry.openai_tools()
+        tools = [*self.registry.openai_tools(), *extra_tools]
         if tools:
             self._body["tools"] = tools
+        self._defer = defer | {str(tool.get("function", {}).get("name")) for tool in extra_tools}
         self._pending: deque[Perception] = deque()
         self._wakeup = asyncio.Event()
         self._turn_task: asyncio.Task[TurnResult] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
         self._interrupting = False
+        self._interruptible = True
+        self.dropped_events = 0
+        self.activity: NpcState = "idle"
         self.last_result: TurnResult | None = None
 
     # -- feeding --------------------------------------------------------------------------
@@ -249,11 +264,17 @@ class NpcSession:
             return
         self._pending.append(perception)
         while len(self._pending) > self.limits.event_queue:
-            dropped = self._pending.popleft()
-            logger.warning("npc=%s dropped a queued %s event (queue full)", self.npc, dropped.kind)
+            self._pending.popleft()
+            self.dropped_events += 1
         self._wakeup.set()
         task = self._turn_task
-        if task is not None and not task.done() and not self._interrupting:
+        if (
+            task is not None
+            and not task.done()
+            and not self._interrupting
+            and self._interruptible
+            and self.activity in ("speaking", "acting")
+        ):
             # A library may swallow the cancel message, so the reason travels in a flag.
             self._interrupting = True
             task.cancel()
@@ -271,9 +292,22 @@ class NpcSession:
             self._wakeup.clear()
             now = time.monotonic()
             triggers = [p for p in self._pending if not p.expired(now)]
+            expired = len(self._pending) - len(triggers)
             self._pending.clear()
+            if self.dropped_events or expired:
+                logger.warning(
+                    "npc=%s: %d queued events dropped (queue full), %d expired (ttl_ms)",
+                    self.npc,
+                    self.dropped_events,
+                    expired,
+                )
+                self.dropped_events = 0
             if not triggers:
                 continue
+            # A turn that answers an interruption runs to its end: two NPCs talking to each
+            # other would otherwise interrupt each other forever and never finish a turn.
+            last = self.last_result
+            self._interruptible = last is None or last.outcome != "interrupted"
             lines = [render_event(p.kind, p.data) for p in triggers]
             self._turn_task = asyncio.create_task(self.run_turn("\n".join(lines)))
             try:
@@ -305,12 +339,14 @@ class NpcSession:
 
     # -- one turn -------------------------------------------------------------------------
 
-    async def run_turn(self, user_text: str) -> TurnResult:
-        """Run a whole turn for one user message. Cancellation = interruption."""
+    async def run_turn(self, user_text: str | None) -> TurnResult:
+        """Run a whole turn for one user message (None: answer the history as it is).
+        Cancellation = interruption."""
         self.turn_number += 1
         result = TurnResult(self.npc, self.turn_number, started_at=time.time())
         started = time.perf_counter()
-        self._add({"role": "user", "content": user_text})
+        if user_text is not None:
+            self._add({"role": "user", "content": user_text})
         failures: Counter[str] = Counter()
         speech: list[str] = []
         open_calls: list[str] = []
@@ -335,6 +371,15 @@ class NpcSession:
                 calls = choice.tool_calls
                 self._add(message, meta=self._usage_meta(completion))
                 if not calls:
+                    break
+                if self._defer and any(call.name in self._defer for call in calls):
+                    result.deferred = tuple(c for c in calls if c.name in self._defer)
+                    own = [c for c in calls if c.name not in self._defer]
+                    if own:  # runtime capabilities asked for in the same answer still run
+                        # and are answered in the history, so the caller only adds its own.
+                        for call_id, content in await self._run_tools(own, failures):
+                            self._add({"role": "tool", "tool_call_id": call_id, "content": content})
+                    result.tool_calls += len(calls)
                     break
                 open_calls = [call.id for call in calls]
                 self._status("acting")
@@ -391,7 +436,7 @@ class NpcSession:
                     if type(event) is TextDelta and event.choice == 0 and event.text:
                         if not spoke:
                             spoke = True
-                            link.status(npc, "speaking")
+                            self._status("speaking")
                             if result.first_speech_ms is None:
                                 result.first_speech_ms = (time.perf_counter() - started) * 1000
                         speech.append(event.text)
@@ -487,6 +532,7 @@ class NpcSession:
     # -- bookkeeping ----------------------------------------------------------------------
 
     def _status(self, state: NpcState) -> None:
+        self.activity = state
         self.link.status(self.npc, state)
 
     def _add(self, message: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
@@ -546,7 +592,9 @@ class NpcSession:
             f" error={result.error}" if result.error else "",
         )
         if self.on_record is not None:
-            self.on_record({"type": "turn", **{k: getattr(record, k) for k in record.__slots__}})
+            fields = {k: getattr(record, k) for k in record.__slots__}
+            ok = record.outcome not in ("failed", "step_limit")
+            self.on_record({"type": "turn", "ok": ok, **fields})
 
 
 def _result_content(data: Any) -> str:
