@@ -227,29 +227,35 @@ def _svg(
     return "".join(parts)
 
 
-def _dialogue(records: Sequence[Mapping[str, Any]], npc: str) -> list[tuple[Any, str, str, bool]]:
-    rows: list[tuple[Any, str, str, bool]] = []
+def _dialogue_by_npc(
+    records: Sequence[Mapping[str, Any]],
+) -> dict[str, list[tuple[Any, str, str, bool]]]:
+    """Per NPC, in order: what it heard and saw, what it said, what it did (failed: True)."""
+    rows: dict[str, list[tuple[Any, str, str, bool]]] = defaultdict(list)
     results = {r.get("id"): r for r in records if r.get("type") == "result"}
     for r in records:
         kind = r.get("type")
-        if r.get("npc") != npc:
+        if kind not in ("event", "line", "call"):
             continue
+        npc = str(r.get("npc"))
         if kind == "event" and r.get("kind") == "heard":
             data = r.get("data") or {}
-            rows.append((r.get("t"), f"heard {data.get('speaker')}", str(data.get("text")), False))
+            rows[npc].append(
+                (r.get("t"), f"heard {data.get('speaker')}", str(data.get("text")), False)
+            )
         elif kind == "event" and r.get("kind") == "saw":
-            rows.append((r.get("t"), "saw", str((r.get("data") or {}).get("what")), False))
+            rows[npc].append((r.get("t"), "saw", str((r.get("data") or {}).get("what")), False))
         elif kind == "line":
-            rows.append((r.get("t"), "said", str(r.get("text")), False))
+            rows[npc].append((r.get("t"), "said", str(r.get("text")), False))
         elif kind == "call":
             res = results.get(r.get("id"))
-            failed = bool(res) and not res.get("ok") if res else False
+            failed = bool(res) and not res.get("ok") and not res.get("unfinished") if res else False
             outcome = ""
             if res and not res.get("ok"):
                 err = res.get("error") or {}
                 outcome = f" → {err.get('code')}: {err.get('message')}"
             args = json.dumps(r.get("args"), ensure_ascii=False)
-            rows.append((r.get("t"), f"{r.get('cap')}", f"{args}{outcome}", failed))
+            rows[npc].append((r.get("t"), f"{r.get('cap')}", f"{args}{outcome}", failed))
     return rows
 
 
@@ -317,10 +323,11 @@ def render_html(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
         ]
         out.append("</table>")
     out.append("<h2>Dialogue per NPC</h2>")
+    dialogue = _dialogue_by_npc(records)
     for who, ent in entities.items():
         if ent.get("kind") != "npc":
             continue
-        rows_d = _dialogue(records, who)
+        rows_d = dialogue.get(who, [])
         out.append(
             f'<h3 style="color:{colours.get(who, "#222")}">{_e(who)}</h3>'
             f'<p class="muted">holding {_e(", ".join(ent.get("holding") or []) or "nothing")}, '
