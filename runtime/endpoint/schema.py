@@ -215,7 +215,8 @@ def parse_request(body: bytes) -> ChatRequest:
     for index, tool in enumerate(tools):
         if tool.function.name in seen:
             raise InvalidRequest(
-                f"Duplicate tool name {tool.function.name!r}.",
+                f"Invalid value for 'tools[{index}].function.name': "
+                f"{tool.function.name!r} is already the name of another tool.",
                 param=f"tools[{index}].function.name",
                 code="invalid_value",
             )
@@ -312,8 +313,9 @@ def _invalid(exc: pydantic.ValidationError, prefix: tuple[int | str, ...]) -> In
     """The first error, as OpenAI words it. Pydantic's text is reduced to its one-line reason
     (no input echo, no URL, no model names)."""
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    # Prefer the most specific error of a union: the one with the longest path.
-    error = max(errors, key=lambda e: len(e["loc"]))
+    # Of a union's errors, prefer the member the value got furthest into: the longest path,
+    # then a constraint error (too long, too big) over "not this type".
+    error = max(errors, key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
     param = _path((*prefix, *error["loc"])) or None
     kind = error["type"]
     reason = str(error["msg"])
