@@ -79,11 +79,13 @@ async def _bench_echo(port: int, n: int, inflight: int) -> dict[str, float]:
         for _ in range(200):
             await ws.send(msgpack.packb(CALL))
             msgpack.unpackb(await ws.recv())
+        cpu0 = time.process_time()
         for _ in range(n):
             t0 = time.perf_counter()
             await ws.send(msgpack.packb(CALL))
             msgpack.unpackb(await ws.recv())
             lat.append(time.perf_counter() - t0)
+        cpu = (time.process_time() - cpu0) / n
         p50, p99 = _pcts(lat)
         sem = asyncio.Semaphore(inflight)
 
@@ -99,7 +101,7 @@ async def _bench_echo(port: int, n: int, inflight: int) -> dict[str, float]:
             await ws.send(msgpack.packb(CALL))
         await task
         rate = n / (time.perf_counter() - t0)
-    return {"p50_us": p50 * 1e6, "p99_us": p99 * 1e6, "per_s": rate}
+    return {"p50_us": p50 * 1e6, "p99_us": p99 * 1e6, "per_s": rate, "cpu_us": cpu * 1e6}
 
 
 async def _bench_bridge(n: int, inflight: int) -> dict[str, float]:
@@ -125,10 +127,12 @@ async def _bench_bridge(n: int, inflight: int) -> dict[str, float]:
             for _ in range(200):
                 await session.call("guard-1", "goToLocation", ARGS)
             lat = []
+            cpu0 = time.process_time()
             for _ in range(n):
                 t0 = time.perf_counter()
                 await session.call("guard-1", "goToLocation", ARGS)
                 lat.append(time.perf_counter() - t0)
+            cpu = (time.process_time() - cpu0) / n
             p50, p99 = _pcts(lat)
             # ``inflight`` callers (think NPCs), each making its calls one after another.
             per_worker = n // inflight
@@ -143,7 +147,7 @@ async def _bench_bridge(n: int, inflight: int) -> dict[str, float]:
         finally:
             peer.terminate()
             await peer.wait()
-    return {"p50_us": p50 * 1e6, "p99_us": p99 * 1e6, "per_s": rate}
+    return {"p50_us": p50 * 1e6, "p99_us": p99 * 1e6, "per_s": rate, "cpu_us": cpu * 1e6}
 
 
 async def _bare(n: int, inflight: int) -> dict[str, float]:
@@ -171,12 +175,17 @@ async def _main(n: int, inflight: int, rounds: int) -> None:
         for side, rs in results.items()
     }
     bare, ours = med["bare"], med["bridge"]
-    print(f"{'median of ' + str(rounds) + ' rounds':26}{'p50 us':>10}{'p99 us':>10}{'calls/s':>12}")
+    head = f"median of {rounds} rounds"
+    print(f"{head:26}{'p50 us':>10}{'p99 us':>10}{'CPU us':>10}{'calls/s':>12}")
     for name, r in (("bare websockets echo", bare), ("bridge call (GameClient)", ours)):
-        print(f"{name:26}{r['p50_us']:>10.0f}{r['p99_us']:>10.0f}{r['per_s']:>12,.0f}")
+        print(
+            f"{name:26}{r['p50_us']:>10.0f}{r['p99_us']:>10.0f}{r['cpu_us']:>10.1f}"
+            f"{r['per_s']:>12,.0f}"
+        )
     print(
         f"ratio bridge/bare: p50 {ours['p50_us'] / bare['p50_us']:.2f}x, "
         f"p99 {ours['p99_us'] / bare['p99_us']:.2f}x, "
+        f"caller CPU {ours['cpu_us'] / bare['cpu_us']:.2f}x, "
         f"pipelined throughput {ours['per_s'] / bare['per_s']:.2f}x "
         f"({n} sequential calls, then {n} with {inflight} in flight, per round)"
     )
