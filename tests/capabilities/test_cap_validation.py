@@ -139,7 +139,7 @@ def test_anything_becomes_ok_or_invalid(registry: Registry, name: str, arguments
     check_result(name, registry.validate(name, arguments))
 
 
-@FAST
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=JSON_VALUES)
 def test_any_json_value_for_every_capability(registry: Registry, value: Any) -> None:
     text = json.dumps(value)
