@@ -170,6 +170,10 @@ class Runtime:
                 existing.perceive(Perception("state", dict(state)))
             if link is not None:
                 existing.link = link
+            if owner is not None:
+                # A new session of the game took the NPC over: the old session's end (its
+                # resume window running out) must not despawn it.
+                self._owners[npc] = owner
             return existing
         if existing is not None:
             await self.despawn(npc)
