@@ -1,0 +1,276 @@
+"""End to end, what happens around turns: interruption, despawn, a hanging model next to a
+healthy NPC, a game that drops its connection mid-call, and a runtime restarted on the same
+SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import World, open_world
+from scripted import Reply, call, eventually, tool_messages
+
+from bridge import BridgeConfig, Call
+from runtime.project import Project
+from runtime.store import SQLiteStore
+
+
+def error_of(message: dict[str, Any]) -> dict[str, Any]:
+    error: dict[str, Any] = json.loads(message["content"])["error"]
+    return error
+
+
+def users(body: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in body["messages"] if m["role"] == "user"]
+
+
+class Blocked:
+    """A game handler that starts and then waits until released or cancelled."""
+
+    def __init__(self, result: Any = None) -> None:
+        self.calls: list[Call] = []
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.result = result if result is not None else {"ok": True}
+
+    async def __call__(self, c: Call) -> Any:
+        self.calls.append(c)
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return self.result
+
+
+# -- interruption -----------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_interruption_while_speaking(world: World) -> None:
+    gate = asyncio.Event()
+    world.model.script = [
+        Reply("Once upon a time there was", gate=gate, gate_at="after_text"),
+        Reply("Yes, yes."),
+    ]
+    game = await world.connect()
+    await game.event("t1", "heard", {"speaker": "p", "text": "tell a story"})
+    await eventually(lambda: world.speech() == "Once upon a time there was")
+    await game.event("t1", "heard", {"speaker": "p", "text": "stop talking"})
+    await world.idle(count=2)
+
+    first_stream = world.of("say", "t1")[0].stream
+    ends = [(e.stream, e.reason) for e in world.of("say_end", "t1")]
+    assert ends[0] == (first_stream, "interrupted")
+    assert ends[1][1] == "done"
+    second = world.model.requests[1]
+    assert users(second) == ['p says: "tell a story"', 'p says: "stop talking"']
+
+
+@pytest.mark.asyncio
+async def test_interruption_while_acting_cancels_the_game_call(world: World) -> None:
+    world.model.script = [
+        Reply(calls=[call("goToLocation", {"x": 50, "z": 50}, "walk")]),
+        Reply("What now?"),
+    ]
+    game = await world.connect()
+    walk = Blocked()
+    game.handle("goToLocation", walk)
+    await game.event("t1", "heard", {"speaker": "p", "text": "walk far"})
+    await asyncio.wait_for(walk.started.wait(), 5)
+    await game.event("t1", "heard", {"speaker": "p", "text": "no, stay"})
+    await world.idle(count=2)
+
+    await asyncio.wait_for(walk.cancelled.wait(), 5)
+    assert [c.id for c in world.of("cancel")] == [walk.calls[0].id]
+    second = world.model.requests[1]
+    (tool,) = tool_messages(second)
+    assert tool["tool_call_id"] == "walk"
+    assert error_of(tool)["code"] == "CANCELLED"
+    assert users(second) == ['p says: "walk far"', 'p says: "no, stay"']
+    assert [m["role"] for m in second["messages"][1:]] == ["user", "assistant", "tool", "user"]
+
+
+# -- despawn ----------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_despawn_cancels_the_call_and_the_turn(world: World) -> None:
+    world.model.script = [Reply(calls=[call("goToLocation", {"x": 1, "z": 1}, "w")])]
+    game = await world.connect()
+    walk = Blocked()
+    game.handle("goToLocation", walk)
+    await game.event("t1", "heard", {"speaker": "p", "text": "go"})
+    await asyncio.wait_for(walk.started.wait(), 5)
+    session = world.runtime.sessions["t1"]
+    await game.despawn("t1")
+    await eventually(lambda: "t1" not in world.runtime.sessions)
+    await asyncio.wait_for(walk.cancelled.wait(), 5)
+    assert [c.id for c in world.of("cancel")] == [walk.calls[0].id]
+    assert session.last_result is None or session.last_result.outcome != "done"
+    await asyncio.sleep(0.05)
+    assert len(world.model.requests) == 1  # the model is not asked again
+
+
+@pytest.mark.asyncio
+async def test_despawn_while_the_model_hangs(world: World) -> None:
+    hang = asyncio.Event()
+    world.model.script = [Reply("never", gate=hang)]
+    game = await world.connect()
+    await game.event("t1", "heard", {"speaker": "p", "text": "hello?"})
+    await world.model.wait_requests(1)
+    await game.despawn("t1")
+    await eventually(lambda: "t1" not in world.runtime.sessions)
+    # A new NPC with the same id starts afresh and answers at once.
+    world.model.script = [Reply("Hi.")]
+    await game.spawn("t1", "tester")
+    await eventually(lambda: "t1" in world.runtime.sessions)
+    await game.event("t1", "heard", {"speaker": "p", "text": "hello"})
+    await eventually(lambda: "Hi." in world.speech())
+
+
+# -- many NPCs --------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_one_npc_whose_model_hangs_does_not_delay_another(project: Project) -> None:
+    hang = asyncio.Event()
+
+    def script(body: dict[str, Any]) -> Reply:
+        # The runtime sends the character id as `model` for the offline base_url.
+        if body["model"] == "tester":
+            return Reply("never", gate=hang)
+        return Reply(
+            "Right away.", calls=[call("openGate", {}, "g")] if len(body["messages"]) == 2 else []
+        )
+
+    async with open_world(project) as world:
+        world.model.script = script
+        game = await world.connect(npcs=[("slow", "tester"), ("quick", "helper")])
+
+        async def gate(c: Call) -> str:
+            return "open"
+
+        game.handle("openGate", gate)
+        await game.event("slow", "heard", {"speaker": "p", "text": "hello"})
+        await world.model.wait_requests(1)
+        await game.event("quick", "heard", {"speaker": "p", "text": "open the gate"})
+        await world.idle("quick")
+        # The quick NPC finished a two-step turn while the slow one is still waiting.
+        assert world.speech("quick") == "Right away.Right away."
+        assert [s.state for s in world.of("status", "slow")] == ["thinking"]
+        assert world.runtime.sessions["slow"].activity == "thinking"
+        hang.set()
+        await world.idle("slow")
+        assert world.speech("slow") == "never"
+
+
+# -- disconnects ------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_disconnect_mid_call_then_resume_delivers_the_result(world: World) -> None:
+    world.model.script = [
+        Reply(calls=[call("goToLocation", {"x": 7, "z": 7}, "w")]),
+        Reply("Made it."),
+    ]
+    game = await world.connect()
+    walk = Blocked({"arrived": True})
+    game.handle("goToLocation", walk)
+    await game.event("t1", "heard", {"speaker": "p", "text": "go"})
+    await asyncio.wait_for(walk.started.wait(), 5)
+    await game.drop()  # the cable is cut while the NPC walks
+    await eventually(lambda: game.connections == 2 and game.connected)
+    assert game.welcome is not None
+    assert game.welcome.pending == [walk.calls[0].id]
+    walk.release.set()  # the game finishes the walk and answers on the new connection
+    await world.idle()
+    assert tool_messages(world.model.requests[1])[0]["content"] == '{"arrived":true}'
+    assert game.executions == 1
+
+
+@pytest.mark.asyncio
+async def test_game_gone_past_the_resume_window_is_disconnected(project: Project) -> None:
+    async with open_world(project, bridge=BridgeConfig(port=0, resume_window_s=0.2)) as world:
+        world.model.script = [Reply(calls=[call("pickUp", {"item": "key"}, "p")]), Reply("Hm.")]
+        game = await world.connect(reconnect=False)
+        pick = Blocked()
+        game.handle("pickUp", pick)
+        await game.event("t1", "heard", {"speaker": "p", "text": "take the key"})
+        await asyncio.wait_for(pick.started.wait(), 5)
+        await game.drop()
+        # The game never comes back: the call's outcome is unknown, and the NPC goes away.
+        await eventually(lambda: "t1" not in world.runtime.sessions)
+        tools = [
+            r.message
+            for r in world.store.messages  # type: ignore[attr-defined]
+            if r.message["role"] == "tool"
+        ]
+        assert len(tools) == 1
+        error = error_of(tools[0])
+        assert error["code"] == "DISCONNECTED"
+        assert "outcome unknown" in error["message"]
+
+
+@pytest.mark.asyncio
+async def test_a_new_session_of_the_game_keeps_its_npcs(project: Project) -> None:
+    """The game restarts (no resume token) and spawns the same NPC while its old session is
+    still in the resume window: when that window ends, the NPC must stay with the new game."""
+    async with open_world(project, bridge=BridgeConfig(port=0, resume_window_s=0.2)) as world:
+        world.model.script = [Reply("Hello again.")]
+        old = await world.connect(reconnect=False)
+        old_session = next(iter(world.server.sessions.values()))
+        await old.drop()
+        new = await world.connect()
+        await eventually(lambda: old_session.ended)
+        await asyncio.sleep(0.05)  # let session_closed of the old session run
+        assert "t1" in world.runtime.sessions
+        await new.event("t1", "heard", {"speaker": "p", "text": "are you there?"})
+        await eventually(lambda: "Hello again." in world.speech())
+
+
+# -- persistence --------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_restart_resumes_history_from_sqlite(project: Project, tmp_path: Path) -> None:
+    db = tmp_path / "npc.sqlite3"
+    store = SQLiteStore(db)
+    async with open_world(project, store=store) as world:
+        world.model.script = [
+            Reply(calls=[call("goToLocation", {"x": 1, "z": 2}, "w")]),
+            Reply("I remember the well."),
+        ]
+        game = await world.connect()
+
+        async def go(c: Call) -> str:
+            return "at the well"
+
+        game.handle("goToLocation", go)
+        await game.event("t1", "heard", {"speaker": "p", "text": "go to the well"})
+        await world.idle()
+        before = world.model.requests[-1]["messages"][1:]
+    await store.close()
+
+    store = SQLiteStore(db)
+    async with open_world(project, store=store) as world:
+        world.model.script = [Reply("Yes, the well.")]
+        game = await world.connect()
+        assert world.runtime.sessions["t1"].turn_number == 1
+        await game.event("t1", "heard", {"speaker": "p", "text": "where were we?"})
+        await world.idle()
+        resumed = world.model.requests[0]["messages"][1:]
+    await store.close()
+
+    assert resumed[: len(before)] == before
+    assert resumed[len(before)] == {"role": "assistant", "content": "I remember the well."}
+    assert resumed[-1] == {"role": "user", "content": 'p says: "where were we?"'}
+    with sqlite3.connect(db) as conn:
+        turns = conn.execute("SELECT turn, outcome FROM turns WHERE npc = 't1'").fetchall()
+    assert turns == [(1, "done"), (2, "done")]
