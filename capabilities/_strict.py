@@ -86,6 +86,7 @@ def _node(node: Any) -> Any:
     for key in _DROPPED:
         if key in node and not isinstance(node[key], dict):
             node.pop(key)
+    _move_length_bounds(node)
     for key in ("$defs", "definitions"):
         if isinstance(node.get(key), dict):
             node[key] = {name: _node(sub) for name, sub in node[key].items()}
@@ -98,6 +99,23 @@ def _node(node: Any) -> Any:
     if node.get("type") == "object" or "properties" in node:
         _close_object(node)
     return node
+
+
+def _move_length_bounds(node: dict[str, Any]) -> None:
+    """String length bounds are not part of strict mode's documented subset, so they move
+    from the schema into the description: the model still reads them, and the arguments are
+    still checked against the designer's schema, bounds included."""
+    low, high = node.pop("minLength", None), node.pop("maxLength", None)
+    if low is None and high is None:
+        return
+    if low is not None and high is not None:
+        hint = f"{low} to {high} characters"
+    elif low is not None:
+        hint = f"at least {low} characters"
+    else:
+        hint = f"at most {high} characters"
+    description = node.get("description")
+    node["description"] = f"{description} ({hint})" if description else hint.capitalize()
 
 
 def _close_object(node: dict[str, Any]) -> None:

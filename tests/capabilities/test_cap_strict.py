@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from capabilities import Registry, capability, capability_of
+from capabilities import ArgumentsInvalid, Registry, capability, capability_of
 from capabilities._strict import to_strict
 from capabilities.files import load_capability_file
 
@@ -276,3 +276,28 @@ def test_json_schemas_carry_metadata(village_registry: Registry) -> None:
     }
     # The plain export is the designer's schema, not the strict form.
     assert schemas["follow"]["required"] == ["target"]
+
+
+def test_string_length_bounds_move_into_the_description_but_are_still_checked(
+    village_registry: Registry,
+) -> None:
+    """minLength/maxLength are outside strict mode's documented subset: the model reads them
+    in the description, the validator still enforces them."""
+    tool = village_registry.get("giveItem").openai_tool()["function"]
+    item = tool["parameters"]["properties"]["item"]
+    assert "minLength" not in item
+    assert "maxLength" not in item
+    assert item["description"] == "Name of the item to give (1 to 64 characters)"
+    assert tool["strict"] is True
+    too_long = json.dumps({"item": "x" * 65, "to": "player"})
+    verdict = village_registry.validate("giveItem", too_long)
+    assert isinstance(verdict, ArgumentsInvalid)
+    assert "item" in verdict.message
+    only_min = to_strict(
+        {"type": "object", "properties": {"s": {"type": "string", "minLength": 2}}}
+    )
+    assert only_min is not None
+    assert only_min["properties"]["s"] == {
+        "type": ["string", "null"],
+        "description": "At least 2 characters",
+    }
