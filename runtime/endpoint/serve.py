@@ -36,6 +36,7 @@ def _server(app: ASGIApp, host: str, port: int, log_level: str) -> uvicorn.Serve
         port=port,
         lifespan="off",
         log_level=log_level,
+        log_config=None,  # keep the process's logging set-up (npc's format), not uvicorn's
         access_log=False,
         server_header=False,
         # Open streams would otherwise hold a shutdown for as long as their turns last.
