@@ -80,6 +80,9 @@ async def _serve(project: Any, args: argparse.Namespace) -> int:
             print(f"npc serve: bridge {server.url}", flush=True)
             await stop.wait()
             logger.info("shutting down")
+            # Cancel the turns while the games are still connected: in-flight calls get a
+            # `cancel`, and no turn goes on with DISCONNECTED results once the bridge stops.
+            await runtime.aclose()
             if http_task is not None:
                 http_task.cancel()
                 with contextlib.suppress(BaseException):
