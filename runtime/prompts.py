@@ -71,7 +71,7 @@ class PromptBuilder:
             "goals": _bullets(character.goals),
             "knowledge": _bullets(character.knowledge),
         }
-        self._cache_key: tuple[str, str] | None = None
+        self._cache_key: tuple[str, str, str] | None = None
         self._cache_value = ""
 
     @classmethod
@@ -86,7 +86,8 @@ class PromptBuilder:
             json.dumps(dict(state), ensure_ascii=False, sort_keys=True) if state else "unknown"
         )
         perception_text = _bullets(perceptions)
-        key = (state_text, perception_text)
+        # The NPC is part of the key: one builder serves every NPC of a character.
+        key = (npc, state_text, perception_text)
         if key == self._cache_key:
             return self._cache_value
         value = self._template.safe_substitute(
