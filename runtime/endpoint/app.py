@@ -263,8 +263,10 @@ class _EventStream(Response):
     async def _stream(self, send: Send) -> None:
         renderer = self._renderer
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        out = [renderer.role(), *(renderer.content(piece) for piece in self._first)]
         end = self._end
+        tool_calls_only = end is not None and not self._first and bool(end.deferred)
+        out = [renderer.role(tool_calls_only=tool_calls_only)]
+        out.extend(renderer.content(piece) for piece in self._first)
         while end is None:
             await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
             pieces, end = await self._turn.next()

@@ -115,8 +115,13 @@ class ChunkRenderer:
         self._tail = tail + (b',"usage":null' if include_usage else b"") + b"}\n\n"
         self._usage_null = b',"usage":null' if include_usage else b""
 
-    def role(self) -> bytes:
-        return self._pre + b'{"role":"assistant","content":"","refusal":null}' + self._tail
+    def role(self, *, tool_calls_only: bool = False) -> bytes:
+        """``content`` is ``null`` when the answer is known to be only tool calls, as OpenAI
+        sends it (the SDK's stream helper then accumulates ``content: None``, not ``""``)."""
+        delta = b'{"role":"assistant","content":%s,"refusal":null}' % (
+            b"null" if tool_calls_only else b'""'
+        )
+        return self._pre + delta + self._tail
 
     def content(self, text: str) -> bytes:
         return self._pre + b'{"content":' + _dumps(text).encode() + b"}" + self._tail

@@ -284,6 +284,15 @@ async def test_client_tools_are_offered_and_returned(project: Project) -> None:
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["content"] is None
+
+    # Streamed, a tool-only answer announces null content, as OpenAI does.
+    steps = [Step(calls=[("lookAround", {"radius": 3})])]
+    async with Scripted(project, steps) as s:
+        response = await s.http.post(
+            URL, json={"model": "guard", "messages": user("look"), "tools": [tool]}
+        )
+    first = json.loads(sse_events(response.text)[0])
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": None, "refusal": None}
     # Only the client's call comes back; the runtime capability ran inside.
     assert [c["function"]["name"] for c in choice["message"]["tool_calls"]] == ["lookAround"]
     assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"]) == {"radius": 3}
