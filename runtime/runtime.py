@@ -95,8 +95,12 @@ class Runtime:
     def model_spec(self, character: Character) -> ModelSpec:
         settings = self.project.config.model
         base_url = character.model.base_url or self._base_url
-        # The offline model picks the character's rules by `model`.
-        offline = base_url == "offline"
+        # The offline model picks the character's rules by `model`. A replay must send the
+        # requests the recording saw, so it names models as the configured endpoint did.
+        naming = base_url
+        if base_url.startswith("replay:"):
+            naming = character.model.base_url or settings.base_url
+        offline = naming == "offline"
         model = character.id if offline else character.model.model or settings.model
         request: dict[str, Any] = {"model": model, **settings.extra}
         for key in ("temperature", "max_tokens"):

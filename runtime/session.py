@@ -118,6 +118,8 @@ class TurnResult:
     completion_tokens: int = 0
     started_at: float = 0.0
     ended_at: float = 0.0
+    exception: Exception | None = None
+    """What failed the turn, when it failed on an exception (e.g. the model's error)."""
     deferred: tuple[ToolCall, ...] = ()
     """Calls of deferred tools, handed back to the caller instead of executed."""
 
@@ -224,6 +226,16 @@ class NpcSession:
         self.on_record = on_record
         self.history = History(limits.history_messages, limits.history_tokens, history)
         self.turn_number = turn
+        # A runtime killed mid-call leaves a tool call without its result in the store, and
+        # providers reject such a history: every later turn of this NPC would fail. Answer it.
+        for call_id in _unanswered_calls(self.history):
+            self._add(
+                _tool_error_message(
+                    call_id,
+                    "DISCONNECTED",
+                    "the runtime stopped before this call finished (outcome unknown: look again)",
+                )
+            )
         self.perceptions: deque[str] = deque(maxlen=max(limits.perceptions_in_prompt, 1))
         self.missing: list[str] = []
         usable = []
@@ -415,6 +427,15 @@ class NpcSession:
         except CompletionsError as exc:
             result.outcome = "failed"
             result.error = f"model error: {exc}"
+            result.exception = exc
+            if stream_id is not None and speech:
+                self.link.say_end(self.npc, stream_id, "error")
+        except Exception as exc:
+            # A bug or an unexpected failure below us fails this turn, never the NPC.
+            logger.exception("npc=%s turn %d failed unexpectedly", self.npc, result.turn)
+            result.outcome = "failed"
+            result.error = f"internal error: {type(exc).__name__}: {exc}"
+            result.exception = exc
             if stream_id is not None and speech:
                 self.link.say_end(self.npc, stream_id, "error")
         result.text = " ".join(part for part in "".join(speech).split("\x00") if part)
@@ -608,6 +629,18 @@ def _result_content(data: Any) -> str:
 
 def _error_content(code: str, message: str) -> str:
     return json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
+
+
+def _unanswered_calls(history: History) -> list[str]:
+    """Ids of the tool calls of the last assistant message that have no result yet."""
+    answered: set[str] = set()
+    for message in reversed(list(history)):
+        if message.get("role") == "tool":
+            answered.add(str(message.get("tool_call_id")))
+            continue
+        calls = message.get("tool_calls") or ()
+        return [str(c.get("id")) for c in calls if str(c.get("id")) not in answered]
+    return []
 
 
 def _tool_error_message(call_id: str, code: str, message: str) -> dict[str, Any]:
