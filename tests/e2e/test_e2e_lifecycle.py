@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, open_world
+from e2e_world import World, open_world
 from scripted import Reply, call, eventually, tool_messages
 
 from bridge import BridgeConfig, Call
 from runtime.project import Project
-from runtime.store import SQLiteStore
+from runtime.store import MessageRecord, SQLiteStore
 
 
 def error_of(message: dict[str, Any]) -> dict[str, Any]:
@@ -274,3 +274,41 @@ async def test_restart_resumes_history_from_sqlite(project: Project, tmp_path: P
     with sqlite3.connect(db) as conn:
         turns = conn.execute("SELECT turn, outcome FROM turns WHERE npc = 't1'").fetchall()
     assert turns == [(1, "done"), (2, "done")]
+
+
+@pytest.mark.asyncio
+async def test_restart_after_a_crash_mid_call_answers_the_open_call(
+    project: Project, tmp_path: Path
+) -> None:
+    """The runtime was killed while a call ran: the store holds the assistant's tool call but
+    no result. A provider rejects such a history, so the resumed NPC must answer it first."""
+    db = tmp_path / "npc.sqlite3"
+    store = SQLiteStore(db)
+    assistant = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "lost",
+                "type": "function",
+                "function": {"name": "pickUp", "arguments": '{"item":"key"}'},
+            }
+        ],
+    }
+    store.append_message(MessageRecord("t1", "tester", 1, {"role": "user", "content": "take it"}))
+    store.append_message(MessageRecord("t1", "tester", 1, assistant))
+    async with open_world(project, store=store) as world:
+        world.model.script = [Reply("Where was I?")]
+        game = await world.connect()
+        await game.event("t1", "heard", {"speaker": "p", "text": "hello"})
+        await world.idle()
+        messages = world.model.requests[0]["messages"][1:]
+    await store.close()
+
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "user"]
+    lost = messages[2]
+    assert lost["tool_call_id"] == "lost"
+    assert error_of(lost)["code"] == "DISCONNECTED"
+    with sqlite3.connect(db) as conn:
+        roles = [r[0] for r in conn.execute("SELECT role FROM messages ORDER BY id")]
+    assert roles == ["user", "assistant", "tool", "user", "assistant"]

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import World
+from e2e_world import World
 from scripted import Reply, call, eventually, tool_messages, tool_names
 
 from bridge import Call, GameCallError
