@@ -22,6 +22,7 @@ import httpx2
 from bridge.messages import Despawn, Event, Hello, Spawn
 from bridge.session import Session
 from runtime.completions import CompletionsClient, RetryPolicy, Timeouts
+from runtime.metrics import Metrics
 from runtime.offline.client import endpoint_base_url, make_http_client
 from runtime.offline.convert import offline_characters
 from runtime.project import Character, Project
@@ -66,6 +67,7 @@ class Runtime:
         self.store: Store = store or MemoryStore()
         self.on_record = on_record
         self.sessions: dict[str, NpcSession] = {}
+        self.metrics = Metrics()
         self._owners: dict[str, Session | None] = {}
         self._env = os.environ if environ is None else environ
         settings = project.config.model
@@ -209,6 +211,7 @@ class Runtime:
             on_record=self.on_record,
             history=history,
             turn=turn,
+            metrics=self.metrics,
         )
         if session.missing:
             logger.warning(
@@ -218,6 +221,7 @@ class Runtime:
             )
         self.sessions[npc] = session
         self._owners[npc] = owner
+        self.metrics.sessions = len(self.sessions)
         if start:
             session.start()
         return session
@@ -225,6 +229,7 @@ class Runtime:
     async def despawn(self, npc: str) -> None:
         session = self.sessions.pop(npc, None)
         self._owners.pop(npc, None)
+        self.metrics.sessions = len(self.sessions)
         if session is not None:
             await session.close()
 

@@ -38,6 +38,7 @@ from typing import Any, Literal, Protocol
 from capabilities import ArgumentsInvalid, ArgumentsOk, Capability, CapabilityContext, Registry
 from runtime.completions import Completion, CompletionsError, StreamEvent, TextDelta, ToolCall
 from runtime.history import History
+from runtime.metrics import Metrics
 from runtime.project import Character, LimitSettings
 from runtime.prompts import PromptBuilder, render_event
 from runtime.store import MessageRecord, Store, TurnRecord
@@ -210,6 +211,7 @@ class NpcSession:
         turn: int = 0,
         extra_tools: Sequence[Mapping[str, Any]] = (),
         defer: frozenset[str] = frozenset(),
+        metrics: Metrics | None = None,
     ) -> None:
         """``extra_tools`` are offered to the model next to the character's capabilities;
         calls of tools named in ``defer`` (and of every extra tool) end the turn and are
@@ -224,6 +226,7 @@ class NpcSession:
         self.prompt = prompt or PromptBuilder(character)
         self.state: dict[str, Any] = dict(state or {})
         self.on_record = on_record
+        self.metrics = metrics
         self.history = History(limits.history_messages, limits.history_tokens, history)
         self.turn_number = turn
         # A runtime killed mid-call leaves a tool call without its result in the store, and
@@ -596,6 +599,16 @@ class NpcSession:
             error=result.error,
         )
         self.store.append_turn(record)
+        if self.metrics is not None:
+            self.metrics.observe_turn(
+                record.outcome,
+                tool_calls=record.tool_calls,
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                model_ms=record.model_ms,
+                first_speech_ms=record.first_speech_ms,
+                tool_ms=record.tool_ms,
+            )
         elapsed = (time.perf_counter() - started) * 1000
         logger.info(
             "npc=%s turn=%d outcome=%s steps=%d tools=%d latency=%.0fms model=%.0fms "

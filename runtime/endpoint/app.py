@@ -23,7 +23,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -65,6 +65,7 @@ def create_app(
         Route("/v1/models/{model_id}", endpoint.model, methods=["GET"]),
         Route("/models/{model_id}", endpoint.model, methods=["GET"]),
         Route("/healthz", endpoint.health, methods=["GET"]),
+        Route("/metrics", endpoint.metrics, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
@@ -114,12 +115,19 @@ class _Endpoint:
         self.keys = keys
         self.max_body_bytes = max_body_bytes
         self.turns = TurnFactory(project, runtime)
+        self.runtime_metrics = runtime.metrics
         self.created = int(time.time())
 
     # -- small routes -------------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "characters": len(self.project.characters)})
+
+    async def metrics(self, request: Request) -> Response:
+        """The runtime's counters (NPCs driven by games over the bridge), Prometheus text."""
+        return PlainTextResponse(
+            self.runtime_metrics.render(), media_type="text/plain; version=0.0.4"
+        )
 
     def _model_entry(self, character_id: str) -> dict[str, Any]:
         return {
