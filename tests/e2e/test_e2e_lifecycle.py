@@ -312,3 +312,45 @@ async def test_restart_after_a_crash_mid_call_answers_the_open_call(
     with sqlite3.connect(db) as conn:
         roles = [r[0] for r in conn.execute("SELECT role FROM messages ORDER BY id")]
     assert roles == ["user", "assistant", "tool", "user", "assistant"]
+
+
+@pytest.mark.asyncio
+async def test_disconnect_mid_speech_ends_the_stream_interrupted(world: World) -> None:
+    gate = asyncio.Event()
+    world.model.script = [Reply("I was saying", gate=gate, gate_at="after_text")]
+    game = await world.connect()
+    await game.event("t1", "heard", {"speaker": "p", "text": "talk"})
+    await eventually(lambda: world.speech() == "I was saying")
+    stream = world.of("say", "t1")[0].stream
+    await game.drop()
+    await eventually(lambda: game.connections == 2 and game.connected)
+    await eventually(lambda: bool(world.of("say_end", "t1")))
+    assert (world.of("say_end", "t1")[0].stream, world.of("say_end", "t1")[0].reason) == (
+        stream,
+        "interrupted",
+    )
+    gate.set()  # the model finishes; the NPC ends its turn normally on the new connection
+    await world.idle()
+    assert world.runtime.sessions["t1"].last_result is not None
+    assert world.runtime.sessions["t1"].last_result.outcome == "done"
+
+
+@pytest.mark.asyncio
+async def test_step_limit_over_the_bridge(world: World) -> None:
+    # steps_per_turn = 4 in the test project; the model keeps asking to open the gate.
+    world.model.script = [Reply(calls=[call("openGate", {})])]
+    game = await world.connect()
+    opened: list[Call] = []
+
+    async def gate(c: Call) -> str:
+        opened.append(c)
+        return "already open"
+
+    game.handle("openGate", gate)
+    await game.event("t1", "heard", {"speaker": "p", "text": "open it"})
+    await world.idle()
+    assert len(opened) == 4
+    assert len(world.model.requests) == 4
+    result = world.runtime.sessions["t1"].last_result
+    assert result is not None
+    assert result.outcome == "step_limit"
