@@ -8,7 +8,15 @@ Why it looks like this:
   per-message parameter transform is what makes it 28x slower than a bare loop at 200 messages.)
 - Each network read goes through the SSE decoder and the assembler in one batch, and the events
   it yields are handed out from a list without further awaits, so per-chunk cost stays small.
-- httpx2 errors are mapped to :mod:`runtime.completions.errors` here and nowhere else.
+- Two HTTP paths behind one small response interface (``status``, ``headers``,
+  ``next_chunk``, ``read_all``, ``aclose``): the native HTTP/1.1 client of :mod:`._http` (the
+  default for http(s) URLs: under hundreds of concurrent NPCs the turn loop is CPU-bound, and a
+  general HTTP stack costs more CPU per request than the rest of a turn), and an injected
+  ``httpx2.AsyncClient`` (tests' ``MockTransport``, the offline model's ASGI transport, the
+  record/replay cassettes, anything custom). httpx2 is also used when a proxy is configured in
+  the environment (``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``) or ``NPC_HTTP_CLIENT=httpx2``.
+- Transport errors of both paths are mapped to :mod:`runtime.completions.errors` here and
+  nowhere else.
 - Retries happen only while nothing has been handed to the caller: before the first event of a
   stream, or at any point inside :meth:`CompletionsClient.complete`, which hands nothing out
   before the end.
@@ -23,12 +31,14 @@ import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import httpx2
 
+from . import _http
 from ._assembly import StreamAssembler, events_from_completion, new_call_id, parse_completion
 from ._policy import RetryPolicy, Timeouts, parse_retry_after
 from ._sse import SSEDecoder
@@ -51,6 +61,28 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _MAX_ERROR_BODY = 64 * 1024
 _DRAIN_AFTER_DONE_S = 2.0
 _T = TypeVar("_T")
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
+Backend = Literal["auto", "native", "httpx2"]
+
+
+def _choose_backend(backend: str, url: str, environ: Mapping[str, str]) -> str:
+    """``auto``: the native client, unless ``NPC_HTTP_CLIENT=httpx2`` or a proxy variable is
+    set (the native client does not speak to proxies; httpx2 honours them and ``NO_PROXY``)."""
+    if backend not in ("auto", "native", "httpx2"):
+        raise ValueError(f"backend must be 'auto', 'native' or 'httpx2', got {backend!r}")
+    if backend != "auto":
+        return backend
+    forced = environ.get("NPC_HTTP_CLIENT", "").strip().lower()
+    if forced in ("native", "httpx2"):
+        return forced
+    scheme = url.partition("://")[0].lower()
+    wanted = ("all_proxy", f"{scheme}_proxy")
+    for name, value in environ.items():
+        if value.strip() and name.lower() in _PROXY_VARS and name.lower() in wanted:
+            return "httpx2"
+    if "@" in url.partition("://")[2].partition("/")[0]:
+        return "httpx2"  # userinfo in the URL: httpx2 turns it into basic auth
+    return "native"
 
 
 def endpoint_url(base_url: str) -> str:
@@ -71,8 +103,12 @@ class CompletionsClient:
     """One endpoint, one shared connection pool, at most ``max_concurrency`` requests in flight.
 
     Pass ``http`` to share a pool or inject a transport (tests use ``httpx2.MockTransport``);
-    without it the client creates (and :meth:`aclose` closes) an ``httpx2.AsyncClient`` sized to
-    ``max_concurrency``. ``api_key=None`` sends no ``Authorization`` header (local servers).
+    it is then used for every request. Without it the client owns its connections (closed by
+    :meth:`aclose`): by default the native HTTP/1.1 client (keep-alive pool of up to
+    ``max_concurrency`` connections; ``ssl_context`` overrides ``ssl.create_default_context()``
+    for https), or an ``httpx2.AsyncClient`` sized to ``max_concurrency`` when ``backend`` is
+    ``"httpx2"`` or ``"auto"`` finds a proxy configured (see module docstring).
+    ``api_key=None`` sends no ``Authorization`` header (local servers).
     """
 
     def __init__(
@@ -90,6 +126,8 @@ class CompletionsClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         new_id: Callable[[], str] = new_call_id,
+        backend: Backend = "auto",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -115,15 +153,32 @@ class CompletionsClient:
         self._stream_headers = {**common, "Accept": "text/event-stream"}
         self._plain_headers = {**common, "Accept": "application/json"}
         self._owns_http = http is None
-        if http is None:
-            http = httpx2.AsyncClient(
+        self._pool: _http.HTTPPool | None = None
+        self._http: httpx2.AsyncClient | None = http
+        self.backend = (
+            "httpx2" if http is not None else _choose_backend(backend, self.url, os.environ)
+        )
+        if self.backend == "native":
+            self._pool = _http.HTTPPool(
+                self.url,
+                max_idle=max_concurrency,
+                connect_timeout=t.connect,
+                read_timeout=t.read,
+                write_timeout=t.write,
+                ssl_context=ssl_context,
+            )
+            native = {"User-Agent": "npcagent", "Accept-Encoding": "gzip, deflate"}
+            self._stream_head = self._pool.head({**native, **self._stream_headers})
+            self._plain_head = self._pool.head({**native, **self._plain_headers})
+        elif http is None:
+            self._http = httpx2.AsyncClient(
                 limits=httpx2.Limits(
                     max_connections=max_concurrency,
                     max_keepalive_connections=max_concurrency,
                 ),
                 timeout=self._http_timeout,
+                verify=ssl_context if ssl_context is not None else True,
             )
-        self._http = http
 
     @classmethod
     def from_env(
@@ -157,7 +212,9 @@ class CompletionsClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._owns_http:
+        if self._pool is not None:
+            await self._pool.aclose()
+        elif self._owns_http and self._http is not None:
             await self._http.aclose()
 
     # -- requests -------------------------------------------------------------------------------
@@ -223,25 +280,82 @@ class _Deadline:
         self._handle.cancel()
 
 
-def _map_transport_error(exc: httpx2.HTTPError, timeouts: Timeouts, in_body: bool) -> Exception:
+_TRANSPORT_ERRORS = (httpx2.HTTPError, _http.HTTPTransportError)
+
+
+def _map_transport_error(exc: Exception, timeouts: Timeouts, in_body: bool) -> Exception:
+    """The one place where either HTTP path's errors become ours."""
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx2.ConnectTimeout):
+    if isinstance(exc, httpx2.ConnectTimeout | _http.ConnectTimedOut):
         return CompletionsTimeout("connect", timeouts.connect)
-    if isinstance(exc, httpx2.ReadTimeout):
+    if isinstance(exc, httpx2.ReadTimeout | _http.ReadTimedOut):
         return CompletionsTimeout("read", timeouts.read)
-    if isinstance(exc, httpx2.WriteTimeout):
+    if isinstance(exc, httpx2.WriteTimeout | _http.WriteTimedOut):
         return CompletionsTimeout("write", timeouts.write)
     if isinstance(exc, httpx2.PoolTimeout):
         return CompletionsTimeout("pool", timeouts.pool)
-    if isinstance(exc, httpx2.ConnectError):
+    if isinstance(exc, httpx2.ConnectError | _http.ConnectFailed):
         return ConnectError(f"cannot connect: {text}")
-    if isinstance(exc, httpx2.DecodingError):
+    if isinstance(exc, httpx2.DecodingError | _http.DecodeFailed):
         return StreamProtocolError(f"cannot decode the response body: {text}")
-    if isinstance(exc, httpx2.TransportError):
+    if isinstance(exc, httpx2.TransportError | _http.HTTPTransportError):
         if in_body:
             return StreamTruncated(f"connection lost mid-response: {text}")
         return ConnectError(f"no response: {text}")
     return CompletionsError(f"HTTP client error: {text}")
+
+
+class _Response(Protocol):
+    """What a stream needs from either HTTP path (``next_chunk`` returns ``b""`` at the end)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def next_chunk(self) -> bytes: ...
+
+    async def read_all(self, limit: int | None = None) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Httpx2Response:
+    """An ``httpx2.Response`` behind :class:`_Response`."""
+
+    __slots__ = ("_chunks", "_response", "headers", "status")
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        # Skip httpx2's decoder layer (one async generator per read) unless it is needed.
+        plain = encoding in ("", "identity")
+        self._chunks = response.aiter_raw() if plain else response.aiter_bytes()
+
+    async def next_chunk(self) -> bytes:
+        async for chunk in self._chunks:
+            if chunk:
+                return chunk
+        return b""
+
+    async def read_all(self, limit: int | None = None) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self._chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if limit is not None and size >= limit:
+                break
+        return b"".join(parts)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        await self._response.aclose()
 
 
 class CompletionStream:
@@ -260,8 +374,7 @@ class CompletionStream:
         self._i = 0
         self._handed = False
         self._completion: Completion | None = None
-        self._response: httpx2.Response | None = None
-        self._raw: AsyncIterator[bytes] | None = None
+        self._response: _Response | None = None
         self._decoder = SSEDecoder()
         self._assembler = StreamAssembler(secret=client._key, new_id=client._new_id)
         self._deadline: _Deadline | None = None
@@ -322,19 +435,11 @@ class CompletionStream:
             self._client._semaphore.release()
 
     async def _close_response(self) -> None:
-        raw, response = self._raw, self._response
-        self._raw = self._response = None
-        if raw is not None:
-            aclose = getattr(raw, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:  # pragma: no cover - closing a broken stream
-                    log.debug("error closing a response stream", exc_info=True)
+        response, self._response = self._response, None
         if response is not None:
             try:
                 await response.aclose()
-            except Exception:  # pragma: no cover
+            except Exception:  # pragma: no cover - closing a broken stream
                 log.debug("error closing a response", exc_info=True)
 
     # -- iteration ------------------------------------------------------------------------------
@@ -383,8 +488,8 @@ class CompletionStream:
         """One network read (or the end of the body) into ``self._pending``."""
         self._pending = []
         self._i = 0
-        raw = self._raw
-        if raw is None:
+        response = self._response
+        if response is None:
             raise RuntimeError("the stream is not open")
         assembler = self._assembler
         if assembler.done:
@@ -392,16 +497,16 @@ class CompletionStream:
             return
         try:
             try:
-                chunk = await self._guard(raw.__anext__())
-            except StopAsyncIteration:
+                chunk = await self._guard(response.next_chunk())
+            except _TRANSPORT_ERRORS as exc:
+                raise _map_transport_error(exc, self._client.timeouts, True) from None
+            if not chunk:
                 events = assembler.feed(self._decoder.close(), at_eof=True)
                 events += assembler.end()
                 self._pending = events
                 self._completion = assembler.completion()
                 await self._close_response()
                 return
-            except httpx2.HTTPError as exc:
-                raise _map_transport_error(exc, self._client.timeouts, True) from None
             self._pending = assembler.feed(self._decoder.feed(chunk))
         except CompletionsError as exc:
             await self._close_response()
@@ -411,12 +516,13 @@ class CompletionStream:
     async def _drain(self) -> None:
         """After ``[DONE]``: read to the end of the body so the connection goes back to the
         pool, but never wait long for a server that keeps the body open."""
-        raw = self._raw
+        response = self._response
         try:
             async with asyncio.timeout(_DRAIN_AFTER_DONE_S):
-                while raw is not None:
-                    await self._guard(raw.__anext__())
-        except (StopAsyncIteration, TimeoutError, httpx2.HTTPError):
+                while response is not None:
+                    if not await self._guard(response.next_chunk()):
+                        break
+        except (TimeoutError, *_TRANSPORT_ERRORS):
             pass
         self._pending = self._assembler.end()
         self._completion = self._assembler.completion()
@@ -468,33 +574,22 @@ class CompletionStream:
         self._pending = []
         self._i = 0
         self._handed = False
-        request = client._http.build_request(
-            "POST",
-            client.url,
-            content=self._content,
-            headers=client._stream_headers if self._streaming else client._plain_headers,
-            timeout=client._http_timeout,
-        )
         try:
-            response = await self._guard(client._http.send(request, stream=True))
-        except httpx2.HTTPError as exc:
+            response = await self._guard(self._request())
+        except _TRANSPORT_ERRORS as exc:
             raise _map_transport_error(exc, client.timeouts, False) from None
         self._response = response
-        status = response.status_code
+        status = response.status
         if status < 200 or status >= 300:
             body = await self._read_bounded(response)
             raise error_for_status(status, body, response.headers, client._key)
         content_type = response.headers.get("content-type", "")
         if self._streaming and not content_type.startswith("application/json"):
-            # Skip httpx2's decoder layer (one async generator per read) unless it is needed.
-            encoding = response.headers.get("content-encoding", "identity").strip().lower()
-            plain = encoding in ("", "identity")
-            self._raw = response.aiter_raw() if plain else response.aiter_bytes()
             return
         # A whole JSON answer (asked for, or a server that ignored `stream: true`).
         try:
-            data = await self._guard(response.aread())
-        except httpx2.HTTPError as exc:
+            data = await self._guard(response.read_all())
+        except _TRANSPORT_ERRORS as exc:
             raise _map_transport_error(exc, client.timeouts, True) from None
         try:
             payload = json.loads(data)
@@ -505,15 +600,33 @@ class CompletionStream:
         self._pending = events_from_completion(completion)
         await self._close_response()
 
-    async def _read_bounded(self, response: httpx2.Response) -> str:
+    async def _request(self) -> _Response:
+        client = self._client
+        pool = client._pool
+        if pool is not None:
+            head = client._stream_head if self._streaming else client._plain_head
+            return await pool.request(head, self._content)
+        http = client._http
+        assert http is not None
+        request = http.build_request(
+            "POST",
+            client.url,
+            content=self._content,
+            headers=client._stream_headers if self._streaming else client._plain_headers,
+            timeout=client._http_timeout,
+        )
+        return _Httpx2Response(await http.send(request, stream=True))
+
+    async def _read_bounded(self, response: _Response) -> str:
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in response.aiter_bytes():
+            while size < _MAX_ERROR_BODY:
+                chunk = await self._guard(response.next_chunk())
+                if not chunk:
+                    break
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= _MAX_ERROR_BODY:
-                    break
-        except httpx2.HTTPError:
+        except _TRANSPORT_ERRORS:
             pass  # the status is the error; a cut error body is still worth showing
         return b"".join(chunks)[:_MAX_ERROR_BODY].decode("utf-8", "replace")
