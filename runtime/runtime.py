@@ -309,3 +309,7 @@ class Runtime:
             )
         except KeyError as exc:
             logger.warning("game %s spawned %s: %s", session.game, npc, exc.args[0])
+        except Exception:
+            # E.g. an unreadable prompt template: this NPC has no mind, but the game's other
+            # messages (and NPCs) must still be served.
+            logger.exception("game %s spawned %s: the NPC could not be created", session.game, npc)
