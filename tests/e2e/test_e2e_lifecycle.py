@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from e2e_world import World, open_world
-from scripted import Reply, call, eventually, tool_messages
+from scripted import Reply, call, eventually, make_project, tool_messages
 
 from bridge import BridgeConfig, Call
-from runtime.project import Project
+from runtime.project import Project, load_project
 from runtime.store import MessageRecord, SQLiteStore
 
 
@@ -354,3 +354,27 @@ async def test_step_limit_over_the_bridge(world: World) -> None:
     result = world.runtime.sessions["t1"].last_result
     assert result is not None
     assert result.outcome == "step_limit"
+
+
+@pytest.mark.asyncio
+async def test_a_failing_spawn_does_not_stop_serving_the_game(tmp_path: Path) -> None:
+    """The project's prompt template file is missing when the first NPC spawns: that spawn
+    fails, but the game's later messages are still served."""
+    root = tmp_path / "project"
+    make_project(root)
+    with (root / "npc.toml").open("a", encoding="utf-8") as file:
+        file.write('\n[prompt]\ntemplate = "prompt.txt"\n')
+    project = load_project(root)
+    async with open_world(project) as world:
+        world.model.script = [Reply("Hello.")]
+        game = await world.connect(npcs=[])
+        await game.spawn("t1", "tester")
+        await game.spawn("ghost", "no-such-character")
+        await asyncio.sleep(0.1)
+        assert world.runtime.sessions == {}
+        (root / "prompt.txt").write_text("You are $name.", encoding="utf-8")
+        await game.spawn("t2", "tester")
+        await eventually(lambda: "t2" in world.runtime.sessions)
+        await game.event("t2", "heard", {"speaker": "p", "text": "hi"})
+        await world.idle("t2")
+        assert world.model.requests[0]["messages"][0]["content"] == "You are Tess."
