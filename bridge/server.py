@@ -24,6 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ._transport import SinkServerConnection
 from .calls import PendingCall
 from .config import BridgeConfig
 from .errors import CloseCode, Disconnected
@@ -116,6 +117,7 @@ class BridgeServer:
             ping_timeout=cfg.ping_timeout_s or None,
             close_timeout=cfg.close_timeout_s,
             open_timeout=cfg.hello_timeout_s,
+            create_connection=SinkServerConnection,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -174,6 +176,7 @@ class BridgeServer:
             await self._refuse(ws, conn)
             return
         session, pending, after, new = self._open_session(hello, loop.time())
+        assert isinstance(ws, SinkServerConnection)  # serve(create_connection=...) above
         link = _Link(ws, session)
         session._attach(link)
         conn.accept(session._core.welcome_frame(self._missing(hello), pending))
@@ -196,26 +199,54 @@ class BridgeServer:
                 )
 
     async def _read(
-        self, ws: ServerConnection, conn: BridgeConnection, session: Session, link: _Link
+        self, ws: SinkServerConnection, conn: BridgeConnection, session: Session, link: _Link
     ) -> None:
+        """Feed frames to the protocol core until the connection must stop reading.
+
+        Complete binary frames are fed from the protocol callback (the sink, see
+        :mod:`bridge._transport`); this loop feeds the rest (fragments, text frames,
+        frames queued before the sink was installed) through the same function.
+        """
         loop = asyncio.get_running_loop()
+        stopped = False
+
+        def feed(data: bytes | str) -> bool:
+            nonlocal stopped
+            if stopped:
+                return True
+            msg = conn.receive(data, loop.time())
+            if conn.has_output:
+                for frame in conn.data_to_send():
+                    link.post(frame)
+            if conn.close_code is not None:
+                link.request_close(conn.close_code, conn.close_reason)
+                stopped = True
+                return True
+            if msg is not None:
+                session._dispatch(msg)
+            if not link.open:
+                stopped = True
+            return stopped
+
+        def sink(data: bytes) -> None:
+            nonlocal stopped
+            try:
+                feed(data)
+            except Exception:  # pragma: no cover - a bug; never let it reach websockets
+                log.exception("session %s: failed to handle a frame", session.id)
+                stopped = True
+                link.request_close(CloseCode.INTERNAL, "internal error")
+
+        ws.sink = sink
         try:
             async for data in ws:
-                msg = conn.receive(data, loop.time())
-                if conn.has_output:
-                    for frame in conn.data_to_send():
-                        link.post(frame)
-                if conn.close_code is not None:
-                    link.request_close(conn.close_code, conn.close_reason)
-                    await ws.wait_closed()
-                    return
-                if msg is not None:
-                    session._dispatch(msg)
-                if not link.open:
-                    await ws.wait_closed()
-                    return
+                if feed(data):
+                    break
+            await ws.wait_closed()
         except ConnectionClosed:
             return
+        finally:
+            ws.sink = None
 
     async def _refuse(self, ws: ServerConnection, conn: BridgeConnection) -> None:
         try:

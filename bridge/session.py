@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from ._transport import SinkServerConnection
 from .calls import PendingCall
 from .errors import (
     CallCancelled,
@@ -43,8 +43,10 @@ __all__ = ["Incoming", "Session"]
 log = logging.getLogger("bridge.server")
 
 Incoming = Spawn | Despawn | Event
-# Frames below this size may be written by the caller directly (see _Link.send).
+# Frames below this size may be written by the caller directly, in batches of at most
+# _BATCH_MAX bytes (see _Link.send).
 _DIRECT_MAX = 16 * 1024
+_BATCH_MAX = 64 * 1024
 # Timers may fire up to a clock tick early; count a deadline as passed within this slack.
 _SLACK = 1e-3
 
@@ -52,7 +54,7 @@ _SLACK = 1e-3
 class _Link:
     """One websocket of a session: its outbox, writer task and close request."""
 
-    def __init__(self, ws: ServerConnection, session: Session) -> None:
+    def __init__(self, ws: SinkServerConnection, session: Session) -> None:
         self.ws = ws
         self.session = session
         self.config = session.config
@@ -60,7 +62,10 @@ class _Link:
         self.close_code: int | None = None
         self._close_req: tuple[int, str] | None = None
         self._wake: asyncio.Future[None] | None = None
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._batch: list[bytes] | None = None  # frames to write at the end of this iteration
+        self._batch_bytes = 0
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run())
 
     @property
     def open(self) -> bool:
@@ -82,28 +87,44 @@ class _Link:
                 wake.set_result(None)
         return True
 
-    async def send(self, frame: bytes) -> bool:
-        """Write ``frame`` now when that cannot block, else queue it (same order either way).
+    def send(self, frame: bytes) -> bool:
+        """Write ``frame`` at the end of this loop iteration when that cannot block, else queue it.
 
-        Why: a call awaits its result anyway, so writing from the caller saves waking the
-        writer task per call (the hot path). It is only taken when nothing is queued, the
-        transport buffer is empty and the frame is small, so the write cannot wait on the
-        peer; otherwise the frame goes through the outbox and its send deadline.
+        Why: a call awaits its result anyway, so writing without the writer task saves
+        a task wake-up per call (the hot path), and frames sent in the same iteration
+        (many NPCs' calls) leave in one transport write. Taken only when nothing is
+        queued, the transport is not paused and its buffer was empty when the batch
+        started, and the batch stays small, so it cannot pile up behind a peer that
+        stopped reading; otherwise the frame goes through the outbox and its send
+        deadline (same order either way: a batch is flushed before the writer runs).
         """
+        batch = self._batch
+        if batch is not None:
+            if self._batch_bytes + len(frame) <= _BATCH_MAX and self._close_req is None:
+                batch.append(frame)
+                self._batch_bytes += len(frame)
+                return True
+            return self.post(frame)
+        ws = self.ws
         if (
             self._wake is not None
             and not self.outbox
             and len(frame) < _DIRECT_MAX
             and self._close_req is None
             and self.close_code is None
-            and self.ws.transport.get_write_buffer_size() == 0
+            and ws.can_write_now()
+            and ws.transport.get_write_buffer_size() == 0
         ):
-            try:
-                await self.ws.send(frame)
-            except ConnectionClosed:
-                return False
+            self._batch = [frame]
+            self._batch_bytes = len(frame)
+            self._loop.call_soon(self._flush)
             return True
         return self.post(frame)
+
+    def _flush(self) -> None:
+        frames, self._batch = self._batch or [], None
+        if self.close_code is None:
+            self.ws.write_frames(frames)
 
     def request_close(self, code: int, reason: str = "") -> None:
         """Close after the queued frames are written (they may carry the error explaining why)."""
@@ -257,7 +278,7 @@ class Session:
         self._arm(pc.deadline)
         try:
             if link is not None and self._core.connected:
-                await link.send(self._core.call_frame(pc, now))
+                link.send(self._core.call_frame(pc, now))
             return await fut
         except asyncio.CancelledError:
             if self._core.calls.finish(pc.id) is not None:
