@@ -347,7 +347,7 @@ class _Conn(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    async def wait(self) -> None:
+    async def wait(self, head: bool = False) -> None:
         """Until something arrives, the connection ends, or the read timeout passes. An error
         is raised only once the bytes that arrived before it have been taken."""
         if self.body or self.state == _DONE:
@@ -360,6 +360,8 @@ class _Conn(asyncio.Protocol):
             if self.timer is None:
                 self.timer = self.loop.call_at(self.wait_started + timeout, self._on_timer)
         await waiter
+        if head and self.state != _HEAD:
+            return  # the head is complete: a broken body is reported while reading it
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
@@ -448,7 +450,8 @@ class HTTPResponse:
         elif encoding == "deflate":
             self._decoder = _Deflate()
         elif encoding not in ("", "identity"):
-            self.aclose_now()
+            self._conn = None
+            conn.close()
             raise DecodeFailed(f"unsupported content-encoding {encoding!r}")
 
     async def next_chunk(self) -> bytes:
@@ -510,11 +513,8 @@ class HTTPResponse:
         if conn is not None:
             self._pool._release(conn)
 
-    def aclose_now(self) -> None:
-        """Release the connection: to the pool if its body was read to the end, else closed."""
-        self._done()
-
     async def aclose(self) -> None:
+        """Release the connection: to the pool if its body was read to the end, else closed."""
         self._done()
 
 
@@ -607,7 +607,7 @@ class HTTPPool:
                 if conn.write_paused:
                     await conn.drained(self.write_timeout)
                 while conn.state == _HEAD:
-                    await conn.wait()
+                    await conn.wait(head=True)
             except Disconnected:
                 conn.close()
                 if conn.reused and not conn.got_bytes:

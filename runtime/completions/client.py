@@ -332,7 +332,7 @@ class _Httpx2Response:
         self.headers: Mapping[str, str] = response.headers
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         # Skip httpx2's decoder layer (one async generator per read) unless it is needed.
-        plain = encoding in ("", "identity")
+        plain = encoding in ("", "identity") and not response.is_stream_consumed
         self._chunks = response.aiter_raw() if plain else response.aiter_bytes()
 
     async def next_chunk(self) -> bytes:

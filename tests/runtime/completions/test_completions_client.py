@@ -513,3 +513,14 @@ async def test_gzip_encoded_stream_is_decoded() -> None:
     client = CompletionsClient("http://h/v1", KEY, http=http, model="m")
     assert (await client.complete({"messages": []})).choice.content == "zipped"
     await http.aclose()
+
+
+@pytest.mark.asyncio
+async def test_the_parametrized_http_path_is_the_one_used(http_path: str) -> None:
+    """Every test of this module runs on both HTTP paths (see conftest.py)."""
+    async with ScriptedServer([OK]) as server:
+        client, _ = make(server)
+        assert client.backend == http_path
+        assert (client._pool is not None) == (http_path == "native")
+        assert (await client.complete({"messages": []})).choice.content == "Hello"
+        await client.aclose()
