@@ -46,6 +46,15 @@ class _FrameMixin:
 
     # Set by the owner once the connection is in its message phase; None: stock behaviour.
     sink: FrameSink | None = None
+    # Called after every TCP read was fully handled (all its frames given to the sink):
+    # where the owner writes the answers it collected, in one write.
+    after_read: Callable[[], None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # type: ignore[misc]
+        hook = self.after_read
+        if hook is not None:
+            hook()
 
     def _take(self, event: Any) -> bool:
         """Give ``event`` to the sink if it is a complete binary frame nothing precedes."""

@@ -149,7 +149,7 @@ class GameClient:
         self._messages: asyncio.Queue[Message | None] = asyncio.Queue(max_messages)
         self._callbacks: list[Callable[[Message], None]] = []
         self._ws: ClientConnection | None = None
-        self._cork: list[bytes] | None = None  # results to write at the end of this iteration
+        self._cork: list[bytes] | None = None  # results to write when this TCP read is done
         self._backlog: deque[bytes] = deque()  # results waiting for the transport to drain
         self._backlog_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -392,14 +392,19 @@ class GameClient:
             # loop below only sees what must go the stock way (fragments, text frames,
             # frames queued before the sink was installed).
             assert isinstance(ws, SinkClientConnection)
+            self._cork = []
             ws.sink = self._feed
+            ws.after_read = self._after_read
             async for data in ws:
                 self._feed(data)
+                self._after_read()
         except ConnectionClosed:
             pass
         finally:
             if isinstance(ws, SinkClientConnection):
                 ws.sink = None
+                ws.after_read = None
+            self._cork = None
             self._connected.clear()
         code = ws.close_code
         if code in _FATAL_CLOSES and not self._closing:
@@ -422,28 +427,36 @@ class GameClient:
             log.exception("failed to handle a frame from the runtime")
 
     def _reply(self, ws: ClientConnection, frame: bytes) -> None:
-        """Send a result without waiting: batched into one write per loop iteration.
+        """Send a result without waiting: collected and written once per TCP read.
 
         Why: under pipelining many calls arrive in one TCP read and their results
-        leave in one write. When the runtime is not reading (the transport paused),
-        results queue for a sender task that awaits websockets' flow control.
+        leave in one write (see bridge._transport). Outside a read (the stock reader
+        path) the frame is written at once. When the runtime is not reading (the
+        transport paused), results queue for a sender task that awaits websockets'
+        flow control.
         """
         cork = self._cork
         if cork is not None:
             cork.append(frame)
             return
+        self._write_or_queue(ws, [frame])
+
+    def _after_read(self) -> None:
+        cork = self._cork
+        if cork:
+            self._cork = []
+            ws = self._ws
+            if ws is not None:
+                self._write_or_queue(ws, cork)
+
+    def _write_or_queue(self, ws: ClientConnection, frames: list[bytes]) -> None:
         assert isinstance(ws, SinkClientConnection)
         if not self._backlog and ws.can_write_now():
-            self._cork = [frame]
-            asyncio.get_running_loop().call_soon(self._flush, ws)
+            ws.write_frames(frames)
             return
-        self._backlog.append(frame)
+        self._backlog.extend(frames)
         if self._backlog_task is None:
             self._backlog_task = asyncio.get_running_loop().create_task(self._drain(ws))
-
-    def _flush(self, ws: SinkClientConnection) -> None:
-        frames, self._cork = self._cork or [], None
-        ws.write_frames(frames)
 
     async def _drain(self, ws: ClientConnection) -> None:
         backlog = self._backlog

@@ -238,6 +238,7 @@ class BridgeServer:
                 link.request_close(CloseCode.INTERNAL, "internal error")
 
         ws.sink = sink
+        ws.after_read = link.after_read
         try:
             async for data in ws:
                 if feed(data):
@@ -247,6 +248,7 @@ class BridgeServer:
             return
         finally:
             ws.sink = None
+            ws.after_read = None
 
     async def _refuse(self, ws: ServerConnection, conn: BridgeConnection) -> None:
         try:

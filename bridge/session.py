@@ -64,6 +64,7 @@ class _Link:
         self._wake: asyncio.Future[None] | None = None
         self._batch: list[bytes] | None = None  # frames to write at the end of this iteration
         self._batch_bytes = 0
+        self._woken = False  # a result resolved a caller since the last TCP read was handled
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run())
 
@@ -88,15 +89,14 @@ class _Link:
         return True
 
     def send(self, frame: bytes) -> bool:
-        """Write ``frame`` at the end of this loop iteration when that cannot block, else queue it.
+        """Write ``frame`` now (or with the open batch) when that cannot block, else queue it.
 
         Why: a call awaits its result anyway, so writing without the writer task saves
-        a task wake-up per call (the hot path), and frames sent in the same iteration
-        (many NPCs' calls) leave in one transport write. Taken only when nothing is
-        queued, the transport is not paused and its buffer was empty when the batch
-        started, and the batch stays small, so it cannot pile up behind a peer that
-        stopped reading; otherwise the frame goes through the outbox and its send
-        deadline (same order either way: a batch is flushed before the writer runs).
+        a task wake-up per call (the hot path). Taken only when nothing is queued, the
+        transport is not paused and its buffer is empty, and the frame is small, so it
+        cannot pile up behind a peer that stopped reading; otherwise the frame goes
+        through the outbox and its send deadline (same order either way: a batch is
+        flushed before the writer runs).
         """
         batch = self._batch
         if batch is not None:
@@ -115,15 +115,35 @@ class _Link:
             and ws.can_write_now()
             and ws.transport.get_write_buffer_size() == 0
         ):
-            self._batch = [frame]
-            self._batch_bytes = len(frame)
-            self._loop.call_soon(self._flush)
+            ws.write_frames((frame,))
             return True
         return self.post(frame)
 
+    def after_read(self) -> None:
+        """A TCP read resolved callers' futures: batch what they send next.
+
+        The woken callers run in the next loop iteration, in the order their futures
+        were resolved; the flush is scheduled after them, so calls they make right
+        away (pipelining: many NPCs each awaiting one call) leave in one write,
+        without an extra loop iteration.
+        """
+        if self._woken and self._batch is None:
+            self._woken = False
+            if (
+                self._wake is not None
+                and not self.outbox
+                and self._close_req is None
+                and self.close_code is None
+                and self.ws.can_write_now()
+                and self.ws.transport.get_write_buffer_size() == 0
+            ):
+                self._batch = []
+                self._batch_bytes = 0
+                self._loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         frames, self._batch = self._batch or [], None
-        if self.close_code is None:
+        if frames and self.close_code is None:
             self.ws.write_frames(frames)
 
     def request_close(self, code: int, reason: str = "") -> None:
@@ -392,6 +412,9 @@ class Session:
         fut = pc.waiter
         if fut is None or fut.done():
             return
+        link = self._link
+        if link is not None:
+            link._woken = True
         if msg.ok:
             fut.set_result(msg.data)
         else:
