@@ -217,6 +217,10 @@ def load_project(directory: str | Path) -> Project:
         files[character.id] = shown
         if registry is not None and cross_check:
             problems.extend(_check_character(character, registry, shown, lines))
+    template = config.prompt.template
+    if template is not None and not (root / template).is_file():
+        line = _npc_toml_line(root, "template")
+        problems.append(Problem("npc.toml", line, "prompt.template", f"file not found: {template}"))
     if not characters and not problems:
         problems.append(
             Problem(
@@ -344,3 +348,10 @@ def _line_for(lines: TomlLines, loc: list[str]) -> int | None:
             break
         best, start = found, found
     return best
+
+
+def _npc_toml_line(root: Path, key: str) -> int | None:
+    try:
+        return TomlLines((root / "npc.toml").read_text(encoding="utf-8")).key_line(key)
+    except OSError:
+        return None

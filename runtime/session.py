@@ -511,7 +511,7 @@ class NpcSession:
         except Exception as exc:
             code = str(getattr(exc, "code", "") or type(exc).__name__)
             message = str(getattr(exc, "message", "") or exc) or type(exc).__name__
-            if code == "DISCONNECTED":
+            if code == "DISCONNECTED" and "outcome unknown" not in message:
                 message = f"{message} (outcome unknown: look again)"
             return _error_content(code, message)
         if cap.mode == "fire":

@@ -398,3 +398,13 @@ def test_capability_and_character_problems_are_reported_together(village: Path) 
         ("characters/extra.toml", "name"),
         ("characters/extra.toml", "persona"),
     ]
+
+
+def test_missing_prompt_template_is_reported_with_its_line(village: Path) -> None:
+    config = village / "npc.toml"
+    config.write_text(config.read_text("utf-8") + '\n[prompt]\ntemplate = "nope.txt"\n', "utf-8")
+    with pytest.raises(ProjectError) as caught:
+        load_project(village)
+    text = str(caught.value)
+    assert "npc.toml:" in text
+    assert "prompt.template: file not found: nope.txt" in text
