@@ -29,6 +29,8 @@ from typing import Any
 
 from bridge import BridgeServer
 from capabilities import ProjectError
+from runtime.offline.errors import OfflineConfigError
+from runtime.offline.misbehaviour import Misbehaviour
 from runtime.project import Project, load_project
 from runtime.runtime import Runtime
 from runtime.services import bridge_config, configure_logging
@@ -71,6 +73,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--record", help="record all model traffic into this cassette (JSONL)")
     parser.add_argument("--replay", help="replay model traffic from this cassette")
     parser.add_argument("--concurrency", type=int, help="max concurrent model requests")
+    parser.add_argument(
+        "--misbehave",
+        metavar="RATE[:KINDS]",
+        help="make the offline model misbehave, e.g. 0.2 or 0.1:http_429,invalid_json",
+    )
     parser.add_argument("--report", default="sim-report", help="report directory (sim-report)")
     parser.add_argument("--bridge", help="use a running `npc serve` at this ws:// URL")
     parser.add_argument("--token", help="bridge token for --bridge (default: $NPC_BRIDGE_TOKEN)")
@@ -96,13 +103,15 @@ def run(args: argparse.Namespace) -> int:
         print("--replay cannot be combined with --model or --record", file=sys.stderr)
         return 2
     try:
+        if args.misbehave:
+            Misbehaviour.parse(args.misbehave)
         project = load_project(directory)
         plans = _plans(project, args)
     except (ProjectError, SimFileError) as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    except _UsageError as exc:
+    except (_UsageError, OfflineConfigError) as exc:
         print(exc, file=sys.stderr)
         return 2
     if args.concurrency:
@@ -280,6 +289,7 @@ async def _run_one(
                 base_url=base_url,
                 record=args.record,
                 seed=args.seed,
+                misbehave=args.misbehave,
                 on_record=transcript.write,
             )
             token = secrets.token_urlsafe(16)

@@ -67,6 +67,23 @@ class ModelSettings(_Strict):
     """Cassette file to record model traffic into (see ``npc sim --record``)."""
     seed: int = 0
     """Seed of the offline model."""
+    misbehave: str | None = None
+    """Make the offline model misbehave on purpose, for chaos runs: ``"RATE"`` or
+    ``"RATE:kind,..."`` (kinds: invalid_json, unknown_tool, missing_id, slow,
+    error_mid_stream, http_429, http_500)."""
+
+    @field_validator("misbehave")
+    @classmethod
+    def _valid_misbehaviour(cls, value: str | None) -> str | None:
+        if value is not None:
+            from runtime.offline.misbehaviour import Misbehaviour
+
+            try:
+                Misbehaviour.parse(value)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     extra: dict[str, Any] = Field(default_factory=dict)
     """Provider-specific request fields passed through unchanged."""
 

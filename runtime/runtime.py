@@ -25,6 +25,7 @@ from runtime.completions import CompletionsClient, RetryPolicy, Timeouts
 from runtime.metrics import Metrics
 from runtime.offline.client import endpoint_base_url, make_http_client
 from runtime.offline.convert import offline_characters
+from runtime.offline.misbehaviour import Misbehaviour
 from runtime.project import Character, Project
 from runtime.prompts import PromptBuilder
 from runtime.session import GameLink, ModelClient, NpcSession, Perception
@@ -58,6 +59,7 @@ class Runtime:
         base_url: str | None = None,
         record: str | None = None,
         seed: int | None = None,
+        misbehave: str | None = None,
         on_record: Callable[[dict[str, Any]], None] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -78,6 +80,7 @@ class Runtime:
         )
         self._record = record if record is not None else settings.record
         self._seed = settings.seed if seed is None else seed
+        self._misbehave = misbehave if misbehave is not None else settings.misbehave
         self._factory = model_client
         self._clients: dict[str, ModelClient] = {}
         self._owned: list[CompletionsClient] = []
@@ -131,6 +134,7 @@ class Runtime:
             base_url,
             characters=offline_characters(self.project) if base_url == "offline" else None,
             seed=self._seed,
+            misbehaviour=Misbehaviour.parse(self._misbehave) if self._misbehave else None,
             record=self._record,
             root=self.project.root,
             timeout=httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),

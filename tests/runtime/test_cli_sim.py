@@ -249,3 +249,52 @@ def test_a_killed_run_leaves_a_valid_transcript_prefix(project: Path, tmp_path: 
     records = [json.loads(line) for line in lines]
     assert records[0]["type"] == "run"
     assert not (report / "summary.json").exists()
+
+
+def test_chaos_run_with_misbehaviour_replays_identically(project: Path, tmp_path: Path) -> None:
+    """Record a run whose offline model misbehaves on purpose, replay it: same transcript."""
+    cassette = tmp_path / "chaos.jsonl"
+    chaos = "0.5:invalid_json,unknown_tool,http_500,error_mid_stream"
+    first = npc(
+        "sim",
+        str(project),
+        "--npcs",
+        "3",
+        "--turns",
+        "3",
+        "--quiet",
+        "--misbehave",
+        chaos,
+        "--record",
+        str(cassette),
+        "--report",
+        str(tmp_path / "a"),
+        cwd=tmp_path,
+    )
+    assert first.returncode == 0, first.stderr
+    second = npc(
+        "sim",
+        str(project),
+        "--npcs",
+        "3",
+        "--turns",
+        "3",
+        "--quiet",
+        "--replay",
+        str(cassette),
+        "--report",
+        str(tmp_path / "b"),
+        cwd=tmp_path,
+    )
+    assert second.returncode == 0, second.stderr
+    a = comparable(tmp_path / "a" / "transcript.jsonl")
+    b = comparable(tmp_path / "b" / "transcript.jsonl")
+    contents = " ".join(str(r.get("content")) for r in a if r.get("role") == "tool")
+    assert "INVALID_ARGUMENTS" in contents
+    assert a == b
+
+
+def test_bad_misbehaviour_spec_exits_2(project: Path, tmp_path: Path) -> None:
+    done = npc("sim", str(project), "--misbehave", "0.1:explode", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "unknown misbehaviour 'explode'" in done.stderr
