@@ -37,6 +37,7 @@ from bridge import (
     SayEnd,
     Status,
 )
+from bridge.codec import encode_map
 from bridge.errors import Disconnected
 from sim.errors import SimRunError
 from sim.scenario import AssertionResult, Scenario, evaluate
@@ -295,6 +296,28 @@ class _Run:
                 self.outbox.task_done()
 
 
+_HELLO_BUDGET = 40_000  # bytes of NPC entries in hello, well under the 64 KiB frame limit
+
+
+def _split_npcs(world: World) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """NPCs to declare in hello (as many as fit the frame, with their state when all fit)
+    and the rest, spawned one by one after the welcome at the bridge's message rate."""
+    full = [
+        {"npc": npc, "character": world.character_of(npc), "state": world.state_of(npc)}
+        for npc in world.npc_ids
+    ]
+    if len(encode_map({"npcs": full})) <= _HELLO_BUDGET:
+        return full, []
+    bare = [{"npc": e["npc"], "character": e["character"]} for e in full]
+    size, cut = 0, 0
+    for entry in bare:
+        size += len(encode_map(entry))
+        if size > _HELLO_BUDGET:
+            break
+        cut += 1
+    return bare[:cut], full[cut:]
+
+
 def _default_triggers(
     world: World, triggers: Mapping[str, Iterable[str]] | None
 ) -> Callable[[str, str], bool]:
@@ -347,16 +370,14 @@ async def run_world(
         transcript.clock = lambda: world.t
     run = _Run(world, transcript, _default_triggers(world, triggers), react_timeout_s)
     caps = list(capabilities) if capabilities is not None else list(WORLD_CAPABILITIES)
+    in_hello, later = _split_npcs(world)
     client = GameClient(
         bridge_url,
         game=game,
         token=token,
         token_in_hello=token_in_hello,
         capabilities=caps,
-        npcs=[
-            {"npc": npc, "character": world.character_of(npc), "state": world.state_of(npc)}
-            for npc in world.npc_ids
-        ],
+        npcs=in_hello,
     )
     client.default_handler(run.handle)
     client.on_message(run.on_message)
@@ -373,6 +394,12 @@ async def run_world(
     limits = welcome.limits
     rate = float(limits.get("events_per_s", 200)) * 0.9
     bucket = _TokenBucket(rate, max(1.0, float(limits.get("event_burst", 200)) * 0.9))
+    for entry in later:  # spawns count against the same message rate as events
+        wait = bucket.delay()
+        if wait:
+            await asyncio.sleep(wait)
+            bucket.delay()
+        await client.spawn(entry["npc"], entry["character"], entry.get("state"))
     transcript.write(
         {
             "type": "run",

@@ -285,3 +285,34 @@ async def test_until_and_idle_stop(tmp_path: Path) -> None:
     assert idle.stopped == "idle"
     assert idle.sim_seconds < 20
     assert idle.end_state["gate"]["open"] is True
+
+
+@pytest.mark.asyncio
+async def test_a_thousand_npcs_spawn_beyond_the_hello_frame(tmp_path: Path) -> None:
+    world = World(
+        world_from_dict(
+            {
+                "world": {"bounds": {"min_x": -1000, "max_x": 1000, "min_z": -1000, "max_z": 1000}},
+                "npc": [
+                    {
+                        "id": f"villager-number-{i:04d}",
+                        "character": "villager",
+                        "x": i // 2,
+                        "z": i % 2,
+                    }
+                    for i in range(1500)
+                ],
+            }
+        )
+    )
+    runtime = FakeRuntime()
+    config = BridgeConfig(port=0, token=TOKEN, events_per_s=100_000, event_burst=100_000)
+    async with BridgeServer(config, runtime) as server:
+        with TranscriptWriter(None) as writer:
+            result = await run_world(
+                world, bridge_url=server.url, token=TOKEN, transcript=writer, duration=0.2
+            )
+        (session,) = server.sessions.values()
+        assert len(session.npcs) == 1500
+    assert result.stopped == "duration"
+    assert not _types(result.records, "error")
