@@ -162,6 +162,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._batch: list[tuple[str, Sequence[Any]]] = []
         self._ready: Future[None] = Future()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="npc-sqlite", daemon=True)
@@ -171,7 +172,7 @@ class SQLiteStore:
     # -- writes: queued, never awaited ---------------------------------------------------------
 
     def append_message(self, record: MessageRecord) -> None:
-        self._put(
+        self._write(
             (
                 "INSERT INTO messages (npc, character, turn, role, message, meta, at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -188,7 +189,7 @@ class SQLiteStore:
         )
 
     def append_turn(self, record: TurnRecord) -> None:
-        self._put(
+        self._write(
             (
                 "INSERT INTO turns (npc, character, turn, started_at, ended_at, steps, tool_calls,"
                 " outcome, model_ms, first_speech_ms, tool_ms, prompt_tokens, completion_tokens,"
@@ -231,7 +232,7 @@ class SQLiteStore:
         return await self._read(read)
 
     async def remember(self, npc: str, fact: str) -> None:
-        self._put(
+        self._write(
             ("INSERT INTO memories (npc, fact, at) VALUES (?, ?, ?)", (npc, fact, time.time()))
         )
         await self.flush()
@@ -256,15 +257,40 @@ class SQLiteStore:
     async def close(self) -> None:
         if self._closed:
             return
+        self._send_batch()
         self._closed = True
         self._queue.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
     # -- the writer thread ------------------------------------------------------------------
 
+    def _write(self, item: tuple[str, Sequence[Any]]) -> None:
+        """Rows written during one pass of the event loop go to the writer thread together
+        (one queue hand-off and one wake-up of the thread, not one per row): with hundreds of
+        NPCs answered in the same pass that is most of the store's CPU. Outside a running
+        loop a row is handed over at once."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        batch = self._batch
+        batch.append(item)
+        if len(batch) == 1:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._send_batch()
+                return
+            loop.call_soon(self._send_batch)
+
+    def _send_batch(self) -> None:
+        batch = self._batch
+        if batch:
+            self._batch = []
+            self._queue.put(batch)
+
     def _put(self, item: Any) -> None:
         if self._closed:
             raise RuntimeError("the store is closed")
+        self._send_batch()  # reads and flushes see every write made before them
         self._queue.put(item)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -296,13 +322,13 @@ class SQLiteStore:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            writes = [item for item in batch if item is not _STOP and isinstance(item[0], str)]
+            writes = [row for item in batch if type(item) is list for row in item]
             if writes:
                 self._commit(db, writes)
             for item in batch:
                 if item is _STOP:
                     return
-                if not isinstance(item[0], str):
+                if type(item) is tuple:
                     fn, future = item
                     try:
                         future.set_result(fn(db))
@@ -313,8 +339,14 @@ class SQLiteStore:
     def _commit(db: sqlite3.Connection, writes: list[tuple[str, Sequence[Any]]]) -> None:
         try:
             db.execute("BEGIN")
-            for sql, params in writes:
-                db.execute(sql, params)
+            i, n = 0, len(writes)
+            while i < n:  # runs of the same statement go in one executemany
+                sql = writes[i][0]
+                j = i + 1
+                while j < n and writes[j][0] == sql:
+                    j += 1
+                db.executemany(sql, [params for _, params in writes[i:j]])
+                i = j
             db.execute("COMMIT")
         except sqlite3.Error:
             # Never let one bad row stop the writer: retry row by row, log what fails.
