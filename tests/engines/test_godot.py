@@ -3,6 +3,8 @@ a full guard turn against `npc serve samples/village`, and the conformance kit."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -87,3 +89,70 @@ def test_addon_passes_the_conformance_kit(godot: str, tmp_path: Path) -> None:
     assert kit_rc == 0, report
     assert "9/9 checks passed: PASSED" in report
     assert rc == 0, out
+
+
+class CutProxy:
+    """TCP relay to the bridge that aborts its first connection shortly after the runtime
+    answered (the welcome): a cut cable, without a closing handshake."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def __aenter__(self) -> CutProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for w in self._writers:
+            w.transport.abort()
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        first = self.connections == 1
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers += [writer, up_writer]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    if down and first:
+                        asyncio.get_running_loop().call_later(0.3, self._cut, writer, up_writer)
+            dst.close()
+
+        for task in (
+            asyncio.ensure_future(pump(reader, up_writer, False)),
+            asyncio.ensure_future(pump(up_reader, writer, True)),
+        ):
+            self._tasks.add(task)
+
+    @staticmethod
+    def _cut(*writers: asyncio.StreamWriter) -> None:
+        for w in writers:
+            w.transport.abort()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_addon_reconnects_and_resumes_its_session(godot: str, tmp_path: Path) -> None:
+    with npc_serve(tmp_path / "npc.sqlite3") as served:
+        host, port = served.url.removeprefix("ws://").rsplit(":", 1)
+        async with CutProxy(host, int(port)) as proxy:
+            url = f"ws://127.0.0.1:{proxy.port}"
+            rc, out = await asyncio.to_thread(
+                run_godot, godot, "res://tests/resume.gd", tmp_path, NPC_BRIDGE_URL=url
+            )
+            connections = proxy.connections
+    assert rc == 0, out
+    assert "NPC-TEST PASS resumed session" in out
+    assert "NPC-TEST disconnected" in out
+    assert connections == 2
