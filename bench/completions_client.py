@@ -1,6 +1,7 @@
-"""CPU per streamed completion: the completions client vs a bare httpx2 loop (the floor).
+"""CPU per streamed completion: the completions client (on its native HTTP path and on an
+injected httpx2 client) vs a bare httpx2 loop (the floor).
 
-Both run in this process, on the same loopback mock (../shared/tools/peerbench/mock_endpoint.py,
+All run in this process, on the same loopback mock (../shared/tools/peerbench/mock_endpoint.py,
 started as a subprocess), in interleaved blocks, so each round's ratio compares like with like.
 Scenarios: a text answer ("Arrived." in 5 chunks, after a tool result) and a tool-call answer
 (goToLocation, arguments over 4 chunks), each with 0 and 200 prior history messages.
@@ -119,11 +120,16 @@ class Floor:
 
 
 class Ours:
-    """The completions client as the runtime uses it: iterate typed events, read the result."""
+    """The completions client as the runtime uses it: iterate typed events, read the result.
+    ``native``: its own HTTP/1.1 path (the default); else an injected httpx2 client."""
 
-    def __init__(self, base_url: str) -> None:
-        http = httpx2.AsyncClient(limits=httpx2.Limits(**LIMITS))
-        self.client = CompletionsClient(base_url, "sk-mock", model=MODEL, http=http)
+    def __init__(self, base_url: str, native: bool) -> None:
+        self.name = "native" if native else "httpx2"
+        http = None if native else httpx2.AsyncClient(limits=httpx2.Limits(**LIMITS))
+        self.client = CompletionsClient(
+            base_url, "sk-mock", model=MODEL, http=http, backend="native"
+        )
+        assert self.client.backend == self.name
         self.http = http
 
     async def complete(self, msgs: list[dict[str, Any]]) -> tuple[str, list[tuple[str, str]]]:
@@ -137,7 +143,8 @@ class Ours:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        await self.http.aclose()
+        if self.http is not None:
+            await self.http.aclose()
 
 
 EXPECTED = {"text": ("Arrived.", []), "tool": ("", [("goToLocation", '{"x": 100, "z": 200}')])}
@@ -152,10 +159,11 @@ async def block(fn: Callable[[], Awaitable[Any]], n: int) -> float:
 
 
 async def scenario(
-    floor: Floor, ours: Ours, n_history: int, answer: str, rounds: int, n: int
+    floor: Floor, ours: list[Ours], n_history: int, answer: str, rounds: int, n: int
 ) -> dict[str, Any]:
     msgs = messages(n_history, answer)
-    for contestant in (floor, ours):  # correctness and warm-up
+    everyone: list[Floor | Ours] = [floor, *ours]
+    for contestant in everyone:  # correctness and warm-up
         got = await contestant.complete(msgs)
         text, calls = got
         want_text, want_calls = EXPECTED[answer]
@@ -163,23 +171,30 @@ async def scenario(
         assert (text, norm) == (want_text, want_calls), (type(contestant).__name__, got)
         for _ in range(20):
             await contestant.complete(msgs)
-    ratios, floor_cpu, ours_cpu = [], [], []
+    cpu: dict[str, list[float]] = {"floor": [], **{o.name: [] for o in ours}}
+    ratios: dict[str, list[float]] = {o.name: [] for o in ours}
     for r in range(rounds):
-        order = (floor, ours) if r % 2 == 0 else (ours, floor)
-        result: dict[Floor | Ours, float] = {}
+        order = everyone[r % len(everyone) :] + everyone[: r % len(everyone)]
+        result: dict[str, float] = {}
         for contestant in order:
-            result[contestant] = await block(functools.partial(contestant.complete, msgs), n)
-        floor_cpu.append(result[floor])
-        ours_cpu.append(result[ours])
-        ratios.append(result[ours] / result[floor])
-    return {
+            key = contestant.name if isinstance(contestant, Ours) else "floor"
+            result[key] = await block(functools.partial(contestant.complete, msgs), n)
+        for key, value in result.items():
+            cpu[key].append(value)
+        for o in ours:
+            ratios[o.name].append(result[o.name] / result["floor"])
+    out: dict[str, Any] = {
         "scenario": f"{answer} h{n_history}",
-        "floor_us": statistics.median(floor_cpu) * 1e6,
-        "ours_us": statistics.median(ours_cpu) * 1e6,
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
+        "floor_us": statistics.median(cpu["floor"]) * 1e6,
     }
+    for o in ours:
+        out[o.name] = {
+            "us": statistics.median(cpu[o.name]) * 1e6,
+            "ratio": statistics.median(ratios[o.name]),
+            "ratio_min": min(ratios[o.name]),
+            "ratio_max": max(ratios[o.name]),
+        }
+    return out
 
 
 def start_mock(gap_ms: float) -> tuple[subprocess.Popen[bytes], int]:
@@ -200,22 +215,25 @@ def start_mock(gap_ms: float) -> tuple[subprocess.Popen[bytes], int]:
 
 async def main_async(args: argparse.Namespace, port: int) -> list[dict[str, Any]]:
     base = f"http://127.0.0.1:{port}/v1"
-    floor, ours = Floor(base), Ours(base)
+    floor, ours = Floor(base), [Ours(base, native=True), Ours(base, native=False)]
     results = []
     try:
         for n_history in args.histories:
             for answer in ("text", "tool"):
                 res = await scenario(floor, ours, n_history, answer, args.rounds, args.block)
                 results.append(res)
-                print(
-                    f"{res['scenario']:>10}: floor {res['floor_us']:7.0f} µs  ours "
-                    f"{res['ours_us']:7.0f} µs  ratio {res['ratio']:.3f} "
-                    f"[{res['ratio_min']:.2f}..{res['ratio_max']:.2f}]",
-                    flush=True,
-                )
+                line = f"{res['scenario']:>10}: floor {res['floor_us']:6.0f} µs"
+                for o in ours:
+                    r = res[o.name]
+                    line += (
+                        f" | {o.name} {r['us']:6.0f} µs {r['ratio']:.3f}"
+                        f" [{r['ratio_min']:.2f}..{r['ratio_max']:.2f}]"
+                    )
+                print(line, flush=True)
     finally:
         await floor.aclose()
-        await ours.aclose()
+        for o in ours:
+            await o.aclose()
     return results
 
 

@@ -13,7 +13,10 @@ Usage (the runtime's turn loop)::
     history.append(choice.to_message())
 
 Layers: :mod:`._sse` (sans-I/O SSE decoder) -> :mod:`._assembly` (sans-I/O chunk assembler,
-every provider quirk) -> :mod:`.client` (httpx2 I/O, retries, deadlines, concurrency).
+every provider quirk) -> :mod:`.client` (retries, deadlines, concurrency, error mapping) over
+one of two HTTP paths: :mod:`._http` (a lean asyncio-Protocol HTTP/1.1 client with a keep-alive
+pool, the default for http(s) URLs) or an ``httpx2.AsyncClient`` (when one is passed as
+``http=``, when ``HTTP(S)_PROXY``/``ALL_PROXY`` is set, or with ``NPC_HTTP_CLIENT=httpx2``).
 
 Exceptions (all carry ``.retryable``; API keys never appear in them)::
 
