@@ -7,6 +7,11 @@ final text. Each concurrent agent is an ``NpcSession`` taken from a pool, its hi
 to the benchmark's history before the turn (a copy of a prebuilt window, not a rebuild), and
 every message is persisted to SQLite as in production.
 
+The completions client is built as the runtime builds it for a URL with no injected HTTP
+client: it talks over its native HTTP/1.1 path (``runtime/completions/_http.py``; set
+``NPC_HTTP_CLIENT=httpx2`` to measure the httpx2 path instead). ``max_concurrency=1000``
+matches the peers' pool limit, so only the client's CPU, not its semaphore, paces the burst.
+
 Run: PEERBENCH_CONTESTANTS=$PWD/bench/peerbench PEERBENCH_VENV=$PWD/.venv \\
      ../shared/tools/peerbench/run.sh --contestants raw_httpx,raw_httpx2,npcagent
 """
@@ -91,7 +96,8 @@ class NpcAgent(Contestant):  # type: ignore[misc]
     def versions(cls) -> dict[str, str]:
         import httpx2
 
-        return {"npcagent": "0.1.0", "httpx2": httpx2.__version__}
+        http = os.environ.get("NPC_HTTP_CLIENT", "native")
+        return {"npcagent": "0.1.0", "http path": http, "httpx2": httpx2.__version__}
 
 
 CONTESTANT = NpcAgent
