@@ -492,6 +492,10 @@ class HTTPResponse:
             raise DecodeFailed(f"cannot decode the body: {exc}") from None
         return tail
 
+    def at_end(self) -> bool:
+        conn = self._conn
+        return conn is None or conn.state == _DONE
+
     async def read_all(self, limit: int | None = None) -> bytes:
         """The rest of the body (at most ``limit`` bytes; reading stops there)."""
         parts: list[bytes] = []

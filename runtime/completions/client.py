@@ -318,6 +318,10 @@ class _Response(Protocol):
 
     async def read_all(self, limit: int | None = None) -> bytes: ...
 
+    def at_end(self) -> bool:
+        """True when the whole body has arrived (reading on would not wait)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -350,6 +354,9 @@ class _Httpx2Response:
             if limit is not None and size >= limit:
                 break
         return b"".join(parts)
+
+    def at_end(self) -> bool:
+        return False  # httpx2 does not say; the caller reads on (under a deadline)
 
     async def aclose(self) -> None:
         aclose = getattr(self._chunks, "aclose", None)
@@ -517,13 +524,14 @@ class CompletionStream:
         """After ``[DONE]``: read to the end of the body so the connection goes back to the
         pool, but never wait long for a server that keeps the body open."""
         response = self._response
-        try:
-            async with asyncio.timeout(_DRAIN_AFTER_DONE_S):
-                while response is not None:
-                    if not await self._guard(response.next_chunk()):
-                        break
-        except (TimeoutError, *_TRANSPORT_ERRORS):
-            pass
+        # Usually the body's end came with `[DONE]`: then there is nothing to wait for.
+        if response is not None and not response.at_end():
+            try:
+                async with asyncio.timeout(_DRAIN_AFTER_DONE_S):
+                    while await self._guard(response.next_chunk()):
+                        pass
+            except (TimeoutError, *_TRANSPORT_ERRORS):
+                pass
         self._pending = self._assembler.end()
         self._completion = self._assembler.completion()
         await self._close_response()
