@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import math
 import os
 import random
 import secrets
@@ -38,6 +37,7 @@ from runtime.store import MemoryStore, SQLiteStore, Store
 from sim import SimError, SimFileError, World, WorldSpec, load_world, world_from_dict
 from sim.report import write_reports
 from sim.runner import SimProgress, SimResult, run_world
+from sim.scale import scale_world
 from sim.scenario import Scenario, find_scenarios, load_scenario
 from sim.transcript import TranscriptWriter
 
@@ -81,7 +81,25 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--report", default="sim-report", help="report directory (sim-report)")
     parser.add_argument("--bridge", help="use a running `npc serve` at this ws:// URL")
     parser.add_argument("--token", help="bridge token for --bridge (default: $NPC_BRIDGE_TOKEN)")
-    parser.add_argument("--pace", choices=("lockstep", "realtime"), default="lockstep")
+    parser.add_argument(
+        "--pace",
+        choices=("lockstep", "realtime"),
+        help="lockstep (default) or realtime (default with --live)",
+    )
+    parser.add_argument(
+        "--live",
+        nargs="?",
+        const=8770,
+        type=int,
+        metavar="PORT",
+        help="watch it in a browser: serve the live viewer on http://127.0.0.1:PORT "
+        "(default 8770; 0 = any free port) while the run lasts; realtime pace",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        help="realtime pace: simulated seconds per wall second (default 1 with --live, else 20)",
+    )
     parser.add_argument("--db", help="keep the runtime's SQLite history in this file")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=run)
@@ -163,57 +181,66 @@ _GAP_S = 6.0
 
 
 def _load_world(base: WorldSpec, npcs: int | None, turns: int, seed: int) -> WorldSpec:
-    """The base world with its NPCs cloned up to ``npcs`` and laid out on a grid, further
-    apart than earshot (the ground grows to fit), each with a visitor of its own who talks to
-    it ``turns`` times, ``_GAP_S`` simulated seconds apart. Spreading them keeps a load run a
-    measure of many independent conversations, not of one crowd all hearing each other."""
+    """Copies of the base world side by side (``sim.scale``) holding ``npcs`` NPCs, each with
+    a visitor of its own who talks to it ``turns`` times, ``_GAP_S`` simulated seconds apart.
+    The world's own script is replaced: a load run measures exactly ``npcs x turns`` lines."""
     if not base.npc:
         raise _UsageError("the world has no NPCs to clone")
     count = len(base.npc) if npcs is None else npcs
     if count < 1:
         raise _UsageError("--npcs must be at least 1")
-    rng = random.Random(seed)
-    data = base.model_dump(exclude_none=True)
-    rules = base.world
-    spacing = max(15.0, rules.earshot * 1.5, rules.sight + 1)
-    columns = math.ceil(math.sqrt(count))
-    bounds = rules.bounds
-    origin_x, origin_z = bounds.min_x + 5, bounds.min_z + 5
-    far_x = origin_x + spacing * (columns - 1) + 5
-    far_z = origin_z + spacing * (math.ceil(count / columns) - 1) + 5
-    data["world"]["bounds"] = {
-        "min_x": bounds.min_x,
-        "min_z": bounds.min_z,
-        "max_x": max(bounds.max_x, far_x),
-        "max_z": max(bounds.max_z, far_z),
-    }
-    clones: list[dict[str, Any]] = []
+    scaled = scale_world(base, count)
+    data = scaled.model_dump(exclude_none=True)
+    rules = scaled.world
+    offset = random.Random(seed).randrange(len(_LOAD_LINES))
     players: list[dict[str, Any]] = []
     script: list[dict[str, Any]] = []
-    offset = rng.randrange(len(_LOAD_LINES))
-    for i in range(count):
-        template = base.npc[i % len(base.npc)]
-        npc = template.model_dump(exclude_none=True)
-        npc.pop("at", None)
-        npc["character"] = template.character_id
-        if i >= len(base.npc):
-            npc["id"] = f"{template.id}-{i // len(base.npc) + 1}"
-        x = origin_x + spacing * (i % columns)
-        z = origin_z + spacing * (i // columns) + 2
-        npc["x"], npc["z"] = x, z
-        clones.append(npc)
-        visitor = f"visitor-{npc['id']}"
-        players.append({"id": visitor, "x": x, "z": z - 1.5, "gold": 20})
+    for i, npc in enumerate(scaled.npc):
+        x, z = scaled.place(npc)
+        visitor = f"visitor-{npc.id}"
+        near = min(1.5, rules.earshot / 2)
+        vz = z - near if z - near >= rules.bounds.min_z else z + near
+        players.append({"id": visitor, "x": x, "z": vz, "gold": 20})
         for k in range(turns):
             line = _LOAD_LINES[(offset + i + k) % len(_LOAD_LINES)]
-            script.append({"at": 1 + k * _GAP_S, "player": visitor, "say": line, "to": npc["id"]})
-    data["npc"] = clones
+            script.append({"at": 1 + k * _GAP_S, "player": visitor, "say": line, "to": npc.id})
     data["player"] = players
     data["script"] = script
     return world_from_dict(data, path="<load run>")
 
 
 async def _run_plans(project: Project, plans: list[_Plan], args: argparse.Namespace) -> int:
+    if args.live is None:
+        return await _run_plans_reported(project, plans, args, None)
+    from sim.live import start_viewer
+
+    try:
+        live = await start_viewer(args.live, mode="sim", title=f"npc sim {project.root.name}")
+    except OSError as exc:
+        print(f"npc sim: cannot serve the live viewer on port {args.live}: {exc}", file=sys.stderr)
+        return 2
+    print(f"npc sim: live viewer at {live.url}", flush=True)
+    try:
+        return await _run_plans_reported(project, plans, args, live)
+    finally:
+        live.feed.push({"type": "closing", "in_s": _LIVE_LINGER_S})
+        await asyncio.sleep(_LIVE_LINGER_S)  # the page reads the end before the server goes
+        await live.close()
+
+
+_LIVE_LINGER_S = 3.0
+
+
+def _pace(args: argparse.Namespace) -> tuple[Any, float]:
+    """--live watches in realtime at 1x unless told otherwise; plain runs keep lockstep."""
+    pace = args.pace or ("realtime" if args.live is not None else "lockstep")
+    scale = args.time_scale or (1.0 if args.live is not None else 20.0)
+    return pace, scale
+
+
+async def _run_plans_reported(
+    project: Project, plans: list[_Plan], args: argparse.Namespace, live: Any
+) -> int:
     report = Path(args.report)
     several = len(plans) > 1
     combined = TranscriptWriter(report / "transcript.jsonl", keep=False) if several else None
@@ -221,7 +248,7 @@ async def _run_plans(project: Project, plans: list[_Plan], args: argparse.Namesp
     try:
         for plan in plans:
             folder = report / plan.name if several else report
-            result = await _run_one(project, plan, folder, args, combined)
+            result = await _run_one(project, plan, folder, args, combined, live)
             results.append((plan, result, folder))
     finally:
         if combined is not None:
@@ -243,14 +270,18 @@ async def _run_plans(project: Project, plans: list[_Plan], args: argparse.Namesp
 class _TeeWriter(TranscriptWriter):
     """A scenario's transcript that also feeds the combined one, tagged with its name."""
 
-    def __init__(self, path: Path, combined: TranscriptWriter | None, name: str) -> None:
+    def __init__(
+        self, path: Path, combined: TranscriptWriter | None, name: str, live: Any = None
+    ) -> None:
         super().__init__(path)
-        self._combined, self._name = combined, name
+        self._combined, self._name, self._live = combined, name, live
 
     def write(self, record: Mapping[str, Any]) -> None:
         super().write(record)
         if self._combined is not None:
             self._combined.write({"scenario": self._name, **record})
+        if self._live is not None:
+            self._live.feed.push(record)
 
 
 async def _run_one(
@@ -259,10 +290,19 @@ async def _run_one(
     folder: Path,
     args: argparse.Namespace,
     combined: TranscriptWriter | None,
+    live: Any = None,
 ) -> SimResult:
-    transcript = _TeeWriter(folder / "transcript.jsonl", combined, plan.name)
+    transcript = _TeeWriter(folder / "transcript.jsonl", combined, plan.name, live)
     world = World(plan.world)
     transcript.clock = lambda: world.t
+    pace, time_scale = _pace(args)
+    tap = None
+    if live is not None:
+        from sim.live import SimTap
+
+        tap = SimTap(live.feed, world, name=plan.name)
+        duration = plan.duration or (plan.scenario.duration if plan.scenario else 60.0)
+        tap.start(pace=pace, time_scale=time_scale, duration=duration)
     meta = {"scenario": plan.name, "project": str(project.root), "seed": args.seed}
     progress = None if args.quiet else _Progress(plan.name)
     base_url = f"replay:{args.replay}" if args.replay else args.model
@@ -275,7 +315,8 @@ async def _run_one(
                 transcript=transcript,
                 scenario=plan.scenario,
                 duration=plan.duration,
-                pace=args.pace,
+                pace=pace,
+                time_scale=time_scale,
                 stop_when_idle=plan.stop_when_idle,
                 triggers=_triggers(project),
                 progress=progress,
@@ -303,7 +344,8 @@ async def _run_one(
                         transcript=transcript,
                         scenario=plan.scenario,
                         duration=plan.duration,
-                        pace=args.pace,
+                        pace=pace,
+                        time_scale=time_scale,
                         stop_when_idle=plan.stop_when_idle,
                         triggers=_triggers(project),
                         progress=progress,
@@ -313,6 +355,8 @@ async def _run_one(
                 await runtime.aclose()
                 await store.close()
     finally:
+        if tap is not None:
+            await tap.stop()
         transcript.close()
         if progress is not None:
             progress.done()
