@@ -117,6 +117,11 @@ class _Plan:
 def run(args: argparse.Namespace) -> int:
     configure_logging("WARNING")
     directory = Path(args.dir) if args.dir else _default_dir()
+    # Paths on the command line are relative to where the user is, not to the project.
+    for name in ("record", "replay", "db"):
+        value = getattr(args, name)
+        if value:
+            setattr(args, name, str(Path(value).resolve()))
     if args.replay and (args.model or args.record):
         print("--replay cannot be combined with --model or --record", file=sys.stderr)
         return 2
