@@ -42,6 +42,15 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--model", help="model endpoint: offline, replay:PATH or a URL")
     parser.add_argument("--db", help="SQLite file (default: DIR/.npc/npc.sqlite3)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--viewer",
+        nargs="?",
+        const=8771,
+        type=int,
+        metavar="PORT",
+        help="serve the live viewer on http://127.0.0.1:PORT (default 8771; 0 = any): "
+        "NPCs, statuses, speech and calls as they happen",
+    )
     parser.set_defaults(func=run)
 
 
@@ -62,11 +71,26 @@ async def _serve(project: Any, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    viewer = None
+    if args.viewer is not None:
+        from sim.live import ServeTap, start_viewer
+
+        try:
+            viewer = await start_viewer(
+                args.viewer, mode="serve", title=f"npc serve {project.root.name}"
+            )
+        except OSError as exc:
+            print(
+                f"npc serve: cannot serve the viewer on port {args.viewer}: {exc}", file=sys.stderr
+            )
+            return 1
     store = SQLiteStore(args.db or default_db_path(project))
     config = bridge_config(project, host=args.host, port=args.port)
-    runtime = Runtime(project, store=store, base_url=args.model)
+    on_record = viewer.feed.push if viewer is not None else None
+    runtime = Runtime(project, store=store, base_url=args.model, on_record=on_record)
+    handler: Any = runtime if viewer is None else ServeTap(runtime, viewer.feed)
     try:
-        async with BridgeServer(config, runtime) as server:
+        async with BridgeServer(config, handler) as server:
             logger.info(
                 "bridge listening on %s (%d characters: %s)%s",
                 server.url,
@@ -78,6 +102,8 @@ async def _serve(project: Any, args: argparse.Namespace) -> int:
             if not args.no_http:
                 http_task = await _start_http(project, runtime, args)
             print(f"npc serve: bridge {server.url}", flush=True)
+            if viewer is not None:
+                print(f"npc serve: viewer at {viewer.url}", flush=True)
             await stop.wait()
             logger.info("shutting down")
             # Cancel the turns while the games are still connected: in-flight calls get a
@@ -90,6 +116,8 @@ async def _serve(project: Any, args: argparse.Namespace) -> int:
     finally:
         await runtime.aclose()
         await store.close()
+        if viewer is not None:
+            await viewer.close()
     return 0
 
 

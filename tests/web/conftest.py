@@ -8,10 +8,8 @@ them is not there. No browser is ever downloaded: playwright drives /usr/bin/chr
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "samples" / "web"
-VILLAGE = REPO / "samples" / "village"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -37,25 +34,6 @@ def chromium_path() -> str | None:
         if candidate and (found := shutil.which(candidate)):
             return found
     return None
-
-
-def read_until(proc: subprocess.Popen[str], pattern: str, timeout_s: float = 30.0) -> re.Match[str]:
-    """Read the process's stdout line by line until ``pattern`` matches (or fail with what
-    it printed)."""
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                break
-            continue
-        seen.append(line)
-        match = re.search(pattern, line)
-        if match:
-            return match
-    raise AssertionError(f"no line matching {pattern!r}; output:\n{''.join(seen)}")
 
 
 @pytest.fixture(scope="session")
