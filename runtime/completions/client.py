@@ -15,8 +15,8 @@ Why it looks like this:
   ``httpx2.AsyncClient`` (tests' ``MockTransport``, the offline model's ASGI transport, the
   record/replay cassettes, anything custom). httpx2 is also used when a proxy is configured in
   the environment (``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``) or ``NPC_HTTP_CLIENT=httpx2``.
-- Transport errors of both paths are mapped to :mod:`runtime.completions.errors` here and
-  nowhere else.
+- Transport errors of both paths are mapped to :mod:`runtime.completions.errors` at one
+  boundary, :func:`._transport.map_transport_error`, called only from this module.
 - Retries happen only while nothing has been handed to the caller: before the first event of a
   stream, or at any point inside :meth:`CompletionsClient.complete`, which hands nothing out
   before the end.
@@ -34,7 +34,7 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx2
 
@@ -42,14 +42,15 @@ from . import _http
 from ._assembly import StreamAssembler, events_from_completion, new_call_id, parse_completion
 from ._policy import RetryPolicy, Timeouts, parse_retry_after
 from ._sse import SSEDecoder
-from .errors import (
-    CompletionsError,
-    ConnectError,
-    HTTPStatusError,
-    StreamProtocolError,
-    StreamTruncated,
-    error_for_status,
+from ._transport import (
+    TRANSPORT_ERRORS,
+    Backend,
+    Httpx2Response,
+    Response,
+    choose_backend,
+    map_transport_error,
 )
+from .errors import CompletionsError, HTTPStatusError, StreamProtocolError, error_for_status
 from .errors import TimeoutError as CompletionsTimeout
 from .types import Completion, StreamEvent
 
@@ -61,28 +62,6 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _MAX_ERROR_BODY = 64 * 1024
 _DRAIN_AFTER_DONE_S = 2.0
 _T = TypeVar("_T")
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
-Backend = Literal["auto", "native", "httpx2"]
-
-
-def _choose_backend(backend: str, url: str, environ: Mapping[str, str]) -> str:
-    """``auto``: the native client, unless ``NPC_HTTP_CLIENT=httpx2`` or a proxy variable is
-    set (the native client does not speak to proxies; httpx2 honours them and ``NO_PROXY``)."""
-    if backend not in ("auto", "native", "httpx2"):
-        raise ValueError(f"backend must be 'auto', 'native' or 'httpx2', got {backend!r}")
-    if backend != "auto":
-        return backend
-    forced = environ.get("NPC_HTTP_CLIENT", "").strip().lower()
-    if forced in ("native", "httpx2"):
-        return forced
-    scheme = url.partition("://")[0].lower()
-    wanted = ("all_proxy", f"{scheme}_proxy")
-    for name, value in environ.items():
-        if value.strip() and name.lower() in _PROXY_VARS and name.lower() in wanted:
-            return "httpx2"
-    if "@" in url.partition("://")[2].partition("/")[0]:
-        return "httpx2"  # userinfo in the URL: httpx2 turns it into basic auth
-    return "native"
 
 
 def endpoint_url(base_url: str) -> str:
@@ -156,7 +135,7 @@ class CompletionsClient:
         self._pool: _http.HTTPPool | None = None
         self._http: httpx2.AsyncClient | None = http
         self.backend = (
-            "httpx2" if http is not None else _choose_backend(backend, self.url, os.environ)
+            "httpx2" if http is not None else choose_backend(backend, self.url, os.environ)
         )
         if self.backend == "native":
             self._pool = _http.HTTPPool(
@@ -280,91 +259,6 @@ class _Deadline:
         self._handle.cancel()
 
 
-_TRANSPORT_ERRORS = (httpx2.HTTPError, _http.HTTPTransportError)
-
-
-def _map_transport_error(exc: Exception, timeouts: Timeouts, in_body: bool) -> Exception:
-    """The one place where either HTTP path's errors become ours."""
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx2.ConnectTimeout | _http.ConnectTimedOut):
-        return CompletionsTimeout("connect", timeouts.connect)
-    if isinstance(exc, httpx2.ReadTimeout | _http.ReadTimedOut):
-        return CompletionsTimeout("read", timeouts.read)
-    if isinstance(exc, httpx2.WriteTimeout | _http.WriteTimedOut):
-        return CompletionsTimeout("write", timeouts.write)
-    if isinstance(exc, httpx2.PoolTimeout):
-        return CompletionsTimeout("pool", timeouts.pool)
-    if isinstance(exc, httpx2.ConnectError | _http.ConnectFailed):
-        return ConnectError(f"cannot connect: {text}")
-    if isinstance(exc, httpx2.DecodingError | _http.DecodeFailed):
-        return StreamProtocolError(f"cannot decode the response body: {text}")
-    if isinstance(exc, httpx2.TransportError | _http.HTTPTransportError):
-        if in_body:
-            return StreamTruncated(f"connection lost mid-response: {text}")
-        return ConnectError(f"no response: {text}")
-    return CompletionsError(f"HTTP client error: {text}")
-
-
-class _Response(Protocol):
-    """What a stream needs from either HTTP path (``next_chunk`` returns ``b""`` at the end)."""
-
-    @property
-    def status(self) -> int: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    async def next_chunk(self) -> bytes: ...
-
-    async def read_all(self, limit: int | None = None) -> bytes: ...
-
-    def at_end(self) -> bool:
-        """True when the whole body has arrived (reading on would not wait)."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-class _Httpx2Response:
-    """An ``httpx2.Response`` behind :class:`_Response`."""
-
-    __slots__ = ("_chunks", "_response", "headers", "status")
-
-    def __init__(self, response: httpx2.Response) -> None:
-        self._response = response
-        self.status = response.status_code
-        self.headers: Mapping[str, str] = response.headers
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        # Skip httpx2's decoder layer (one async generator per read) unless it is needed.
-        plain = encoding in ("", "identity") and not response.is_stream_consumed
-        self._chunks = response.aiter_raw() if plain else response.aiter_bytes()
-
-    async def next_chunk(self) -> bytes:
-        async for chunk in self._chunks:
-            if chunk:
-                return chunk
-        return b""
-
-    async def read_all(self, limit: int | None = None) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in self._chunks:
-            parts.append(chunk)
-            size += len(chunk)
-            if limit is not None and size >= limit:
-                break
-        return b"".join(parts)
-
-    def at_end(self) -> bool:
-        return False  # httpx2 does not say; the caller reads on (under a deadline)
-
-    async def aclose(self) -> None:
-        aclose = getattr(self._chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        await self._response.aclose()
-
-
 class CompletionStream:
     """One request's response as an async iterator of :data:`StreamEvent`; use as a context
     manager so the response (and its concurrency slot) is released on every exit path,
@@ -381,7 +275,7 @@ class CompletionStream:
         self._i = 0
         self._handed = False
         self._completion: Completion | None = None
-        self._response: _Response | None = None
+        self._response: Response | None = None
         self._decoder = SSEDecoder()
         self._assembler = StreamAssembler(secret=client._key, new_id=client._new_id)
         self._deadline: _Deadline | None = None
@@ -505,8 +399,8 @@ class CompletionStream:
         try:
             try:
                 chunk = await self._guard(response.next_chunk())
-            except _TRANSPORT_ERRORS as exc:
-                raise _map_transport_error(exc, self._client.timeouts, True) from None
+            except TRANSPORT_ERRORS as exc:
+                raise map_transport_error(exc, self._client.timeouts, True) from None
             if not chunk:
                 events = assembler.feed(self._decoder.close(), at_eof=True)
                 events += assembler.end()
@@ -530,7 +424,7 @@ class CompletionStream:
                 async with asyncio.timeout(_DRAIN_AFTER_DONE_S):
                     while await self._guard(response.next_chunk()):
                         pass
-            except (TimeoutError, *_TRANSPORT_ERRORS):
+            except (TimeoutError, *TRANSPORT_ERRORS):
                 pass
         self._pending = self._assembler.end()
         self._completion = self._assembler.completion()
@@ -584,8 +478,8 @@ class CompletionStream:
         self._handed = False
         try:
             response = await self._guard(self._request())
-        except _TRANSPORT_ERRORS as exc:
-            raise _map_transport_error(exc, client.timeouts, False) from None
+        except TRANSPORT_ERRORS as exc:
+            raise map_transport_error(exc, client.timeouts, False) from None
         self._response = response
         status = response.status
         if status < 200 or status >= 300:
@@ -597,8 +491,8 @@ class CompletionStream:
         # A whole JSON answer (asked for, or a server that ignored `stream: true`).
         try:
             data = await self._guard(response.read_all())
-        except _TRANSPORT_ERRORS as exc:
-            raise _map_transport_error(exc, client.timeouts, True) from None
+        except TRANSPORT_ERRORS as exc:
+            raise map_transport_error(exc, client.timeouts, True) from None
         try:
             payload = json.loads(data)
         except ValueError:
@@ -608,7 +502,7 @@ class CompletionStream:
         self._pending = events_from_completion(completion)
         await self._close_response()
 
-    async def _request(self) -> _Response:
+    async def _request(self) -> Response:
         client = self._client
         pool = client._pool
         if pool is not None:
@@ -623,9 +517,9 @@ class CompletionStream:
             headers=client._stream_headers if self._streaming else client._plain_headers,
             timeout=client._http_timeout,
         )
-        return _Httpx2Response(await http.send(request, stream=True))
+        return Httpx2Response(await http.send(request, stream=True))
 
-    async def _read_bounded(self, response: _Response) -> str:
+    async def _read_bounded(self, response: Response) -> str:
         chunks: list[bytes] = []
         size = 0
         try:
@@ -635,6 +529,6 @@ class CompletionStream:
                     break
                 chunks.append(chunk)
                 size += len(chunk)
-        except _TRANSPORT_ERRORS:
+        except TRANSPORT_ERRORS:
             pass  # the status is the error; a cut error body is still worth showing
         return b"".join(chunks)[:_MAX_ERROR_BODY].decode("utf-8", "replace")

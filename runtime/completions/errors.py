@@ -1,5 +1,6 @@
 """The completions client's exception tree. Every failure of a request ends as one of these;
-httpx2 exceptions are mapped at one boundary (the client) and never leak out.
+transport exceptions (httpx2's, and the native HTTP client's) are mapped at one boundary
+(``_transport.map_transport_error``, used by the client) and never leak out.
 
 ::
 

@@ -28,7 +28,7 @@ from runtime.completions import (
     Timeouts,
     _http,
 )
-from runtime.completions.client import _choose_backend
+from runtime.completions._transport import choose_backend
 
 KEY = "sk-native-0123456789abcdef"
 
@@ -546,18 +546,18 @@ async def test_https_with_a_trusted_certificate_and_rejection_of_an_untrusted_on
 
 def test_backend_choice() -> None:
     url = "https://api.example.com/v1/chat/completions"
-    assert _choose_backend("auto", url, {}) == "native"
-    assert _choose_backend("auto", url, {"HTTPS_PROXY": "http://proxy:3128"}) == "httpx2"
-    assert _choose_backend("auto", url, {"https_proxy": "http://proxy:3128"}) == "httpx2"
-    assert _choose_backend("auto", url, {"ALL_PROXY": "socks5://p"}) == "httpx2"
-    assert _choose_backend("auto", url, {"HTTP_PROXY": "http://p"}) == "native"  # other scheme
-    assert _choose_backend("auto", "http://h/v1", {"HTTP_PROXY": "http://p"}) == "httpx2"
-    assert _choose_backend("auto", url, {"HTTPS_PROXY": " "}) == "native"
-    assert _choose_backend("auto", url, {"NPC_HTTP_CLIENT": "httpx2"}) == "httpx2"
-    assert _choose_backend("auto", "http://u:p@h/v1", {}) == "httpx2"
-    assert _choose_backend("native", url, {"HTTPS_PROXY": "http://p"}) == "native"
+    assert choose_backend("auto", url, {}) == "native"
+    assert choose_backend("auto", url, {"HTTPS_PROXY": "http://proxy:3128"}) == "httpx2"
+    assert choose_backend("auto", url, {"https_proxy": "http://proxy:3128"}) == "httpx2"
+    assert choose_backend("auto", url, {"ALL_PROXY": "socks5://p"}) == "httpx2"
+    assert choose_backend("auto", url, {"HTTP_PROXY": "http://p"}) == "native"  # other scheme
+    assert choose_backend("auto", "http://h/v1", {"HTTP_PROXY": "http://p"}) == "httpx2"
+    assert choose_backend("auto", url, {"HTTPS_PROXY": " "}) == "native"
+    assert choose_backend("auto", url, {"NPC_HTTP_CLIENT": "httpx2"}) == "httpx2"
+    assert choose_backend("auto", "http://u:p@h/v1", {}) == "httpx2"
+    assert choose_backend("native", url, {"HTTPS_PROXY": "http://p"}) == "native"
     with pytest.raises(ValueError, match="backend"):
-        _choose_backend("curl", url, {})
+        choose_backend("curl", url, {})
 
 
 @pytest.mark.asyncio
