@@ -130,19 +130,12 @@ class Runtime:
         settings = self.project.config.model
         key = self._env.get(settings.api_key_env) or None
         offline = base_url == "offline" or base_url.startswith("replay:")
-        http = make_http_client(
-            base_url,
-            characters=offline_characters(self.project) if base_url == "offline" else None,
-            seed=self._seed,
-            misbehaviour=Misbehaviour.parse(self._misbehave) if self._misbehave else None,
-            record=self._record,
-            root=self.project.root,
-            timeout=httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-            limits=httpx2.Limits(
-                max_connections=settings.max_concurrency,
-                max_keepalive_connections=settings.max_concurrency,
-            ),
-        )
+        # A real endpoint goes through the client's own HTTP path (the fast one, or httpx2
+        # behind a proxy); an httpx2 client is injected only where a transport must sit in
+        # between: the in-process offline model, a replay, or a recording.
+        http: httpx2.AsyncClient | None = None
+        if offline or self._record:
+            http = self._transport_client(base_url)
         client = CompletionsClient(
             endpoint_base_url(base_url),
             None if offline else key,
@@ -157,8 +150,25 @@ class Runtime:
             include_usage=settings.include_usage,
         )
         self._owned.append(client)
-        self._owned_http.append(http)
+        if http is not None:
+            self._owned_http.append(http)
         return client
+
+    def _transport_client(self, base_url: str) -> httpx2.AsyncClient:
+        settings = self.project.config.model
+        return make_http_client(
+            base_url,
+            characters=offline_characters(self.project) if base_url == "offline" else None,
+            seed=self._seed,
+            misbehaviour=Misbehaviour.parse(self._misbehave) if self._misbehave else None,
+            record=self._record,
+            root=self.project.root,
+            timeout=httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+            limits=httpx2.Limits(
+                max_connections=settings.max_concurrency,
+                max_keepalive_connections=settings.max_concurrency,
+            ),
+        )
 
     # -- sessions ---------------------------------------------------------------------------
 

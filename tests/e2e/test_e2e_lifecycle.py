@@ -358,13 +358,16 @@ async def test_step_limit_over_the_bridge(world: World) -> None:
 
 @pytest.mark.asyncio
 async def test_a_failing_spawn_does_not_stop_serving_the_game(tmp_path: Path) -> None:
-    """The project's prompt template file is missing when the first NPC spawns: that spawn
-    fails, but the game's later messages are still served."""
+    """The project's prompt template file vanished after the project loaded (load_project
+    refuses a missing one) when the first NPC spawns: that spawn fails, but the game's later
+    messages are still served."""
     root = tmp_path / "project"
     make_project(root)
     with (root / "npc.toml").open("a", encoding="utf-8") as file:
         file.write('\n[prompt]\ntemplate = "prompt.txt"\n')
+    (root / "prompt.txt").write_text("placeholder", encoding="utf-8")
     project = load_project(root)
+    (root / "prompt.txt").unlink()
     async with open_world(project) as world:
         world.model.script = [Reply("Hello.")]
         game = await world.connect(npcs=[])
