@@ -69,9 +69,12 @@ def web_modules(node: str) -> Path:
     return modules
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Debian Chromium driven by playwright (never a downloaded browser)."""
+    """A headless Debian Chromium driven by playwright (never a downloaded browser).
+
+    Module-scoped: playwright's sync API keeps an event loop running in this thread while
+    it is open, and pytest-asyncio tests elsewhere cannot start theirs until it is closed."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
