@@ -38,6 +38,7 @@ __all__ = ["FrameSink", "SinkClientConnection", "SinkServerConnection"]
 FrameSink = Callable[[bytes], None]
 
 _BINARY = Opcode.BINARY
+_READ_SIZE = 64 * 1024
 _OPEN = State.OPEN
 
 
@@ -49,6 +50,15 @@ class _FrameMixin:
     # Called after every TCP read was fully handled (all its frames given to the sink):
     # where the owner writes the answers it collected, in one write.
     after_read: Callable[[], None] | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        # asyncio's selector transport reads with recv(256 KiB): a buffer above glibc's
+        # mmap threshold, shrunk to the bytes read, so each read cost mmap + mremap +
+        # munmap (~10 us of system time per frame, seen with strace). A read size below
+        # the threshold comes from the heap; frames are at most max_frame_bytes anyway.
+        if type(getattr(transport, "max_size", None)) is int and transport.max_size > _READ_SIZE:
+            transport.max_size = _READ_SIZE
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)  # type: ignore[misc]
