@@ -33,6 +33,7 @@ _WORDS = (
 )
 _TEXT_NAMES = frozenset({"text", "message", "line", "utterance", "speech", "content", "fact"})
 _MAX_DEPTH = 6
+_HARD_DEPTH = 4 * _MAX_DEPTH
 _DEFAULT_SPAN = 100.0
 
 
@@ -77,6 +78,10 @@ class _Generator:
     # -- dispatch ---------------------------------------------------------------------------
 
     def value(self, schema: Any, depth: int, name: str | None) -> Any:
+        if depth > _HARD_DEPTH:
+            # A schema that refers to itself through anyOf/allOf/$ref (``$ref: "#"``) never
+            # bottoms out: give up on it rather than on the request.
+            return None
         if not isinstance(schema, Mapping):
             # `true` / `{}`-like schemas accept anything; a word is the most useful anything.
             return self.rng.choice(self.words)
@@ -92,7 +97,7 @@ class _Generator:
                 return self._branch(schema, key, branches, depth, name)
         all_of = schema.get("allOf")
         if isinstance(all_of, list) and all_of:
-            return self.value(self._merge(schema, all_of, depth), depth, name)
+            return self.value(self._merge(schema, all_of, depth), depth + 1, name)
         kind = self._pick_type(schema, depth)
         if kind == "object":
             return self._object(schema, depth)
@@ -155,10 +160,10 @@ class _Generator:
             # Values valid for two branches would break oneOf; draws are retried a few times,
             # and scalar branches (the common case: a type per branch) never overlap anyway.
             for _ in range(8):
-                candidate = self.value(merged, depth, name)
+                candidate = self.value(merged, depth + 1, name)
                 if _count_valid(candidate, branches, self) == 1:
                     return candidate
-        return self.value(merged, depth, name)
+        return self.value(merged, depth + 1, name)
 
     def _merge(self, schema: Mapping[str, Any], parts: list[Any], depth: int) -> dict[str, Any]:
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
@@ -203,7 +208,8 @@ class _Generator:
         props = schema.get("properties")
         props = props if isinstance(props, Mapping) else {}
         required = schema.get("required")
-        required_set = set(required) if isinstance(required, list) else set()
+        names = required if isinstance(required, list) else []
+        required_set = {name for name in names if isinstance(name, str)}
         out: dict[str, Any] = {}
         for prop, sub in props.items():
             if prop in required_set or (depth < _MAX_DEPTH - 1 and self.rng.random() < 0.5):
