@@ -7,7 +7,6 @@ import difflib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,8 @@ SNAPSHOTS = REPO / "tests" / "capabilities" / "snapshots"
 
 SnapshotCheck = Callable[[str, Any], None]
 
-# pytest (prepend import mode) put tests/ on sys.path to import this file; there, the folders
-# tests/capabilities, tests/runtime, ... would shadow the real packages of the same names
-# (as namespace packages) when the project is installed editable. Take it off again.
-sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != REPO / "tests"]
+# tests/ is a package (tests/__init__.py), so pytest puts the repository root on sys.path,
+# never tests/ itself: tests/capabilities cannot shadow the capabilities package.
 
 
 @pytest.fixture

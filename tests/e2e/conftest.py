@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from e2e_world import World, open_world
-from scripted import make_project
 
 from runtime.project import Project
+from tests.e2e.e2e_world import World, open_world
+from tests.runtime.scripted import make_project
 
 
 @pytest.fixture

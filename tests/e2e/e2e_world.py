@@ -8,20 +8,15 @@ game handlers and push events; every frame the game receives is kept in ``world.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
-
-from scripted import Reply, ScriptedModel, eventually
 
 from bridge import BridgeConfig, BridgeServer, GameClient, Message
 from runtime.project import Project
 from runtime.runtime import Runtime
 from runtime.store import MemoryStore, Store
+from tests.runtime.scripted import Reply, ScriptedModel, eventually
 
 GAME_CAPS = ("goToLocation", "openGate", "slowAction", "pickUp", "shout")
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_world import World, open_world
-from scripted import Reply, call, eventually, make_project, tool_messages
 
 from bridge import BridgeConfig, Call
 from runtime.project import Project, load_project
 from runtime.store import MessageRecord, SQLiteStore
+from tests.e2e.e2e_world import World, open_world
+from tests.runtime.scripted import Reply, call, eventually, make_project, tool_messages
 
 
 def error_of(message: dict[str, Any]) -> dict[str, Any]:

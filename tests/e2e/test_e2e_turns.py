@@ -9,10 +9,10 @@ import json
 from typing import Any
 
 import pytest
-from e2e_world import World
-from scripted import Reply, call, eventually, tool_messages, tool_names
 
 from bridge import Call, GameCallError
+from tests.e2e.e2e_world import World
+from tests.runtime.scripted import Reply, call, eventually, tool_messages, tool_names
 
 
 def error_of(message: dict[str, Any]) -> dict[str, Any]:

@@ -13,16 +13,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from kit_games import (  # type: ignore[import-not-found, unused-ignore]
-    BrokenGame,
-    profile_client,
-)
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from bridge import BridgeConfig
 from bridge.conformance import CHECKS, ConformanceKit, ConformanceReport
+from tests.engines.kit_games import (
+    BrokenGame,
+    profile_client,
+)
 
 ALL = tuple(key for key, _ in CHECKS)
 TIMEOUT = 1.0

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from engine_tools import (  # type: ignore[import-not-found, unused-ignore]
+
+from tests.engines.engine_tools import (
     REPO,
     conformance_kit,
     ensure_tool,

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scripted import eventually
 
 from bridge import Call, GameClient, Message
+from tests.runtime.scripted import eventually
 
 START_TIMEOUT_S = 20.0
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scripted import make_project
 
 from runtime.project import Character, Project
 from runtime.prompts import DEFAULT_TEMPLATE, PromptBuilder, render_event
+from tests.runtime.scripted import make_project
 
 
 def character(**changes: object) -> Character:

@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from scripted import (
+
+from runtime.completions import CompletionsClient
+from runtime.project import Project
+from runtime.session import NpcSession, Perception
+from runtime.store import MemoryStore
+from tests.runtime.scripted import (
     FakeLink,
     GameCall,
     Reply,
@@ -24,11 +29,6 @@ from scripted import (
     tool_messages,
     tool_names,
 )
-
-from runtime.completions import CompletionsClient
-from runtime.project import Project
-from runtime.session import NpcSession, Perception
-from runtime.store import MemoryStore
 
 
 @pytest.fixture

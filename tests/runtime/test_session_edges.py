@@ -11,11 +11,19 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from scripted import FakeLink, Reply, ScriptedModel, call, eventually, make_project, tool_messages
 
 from runtime.project import LimitSettings, Project
 from runtime.session import NpcSession, Perception
 from runtime.store import MemoryStore
+from tests.runtime.scripted import (
+    FakeLink,
+    Reply,
+    ScriptedModel,
+    call,
+    eventually,
+    make_project,
+    tool_messages,
+)
 
 
 @pytest.fixture

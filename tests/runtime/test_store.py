@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from scripted import FakeLink, Reply, ScriptedModel, call, eventually, make_project
 
 from runtime.project import Project
 from runtime.session import NpcSession
 from runtime.store import MemoryStore, MessageRecord, SQLiteStore, Store, TurnRecord
+from tests.runtime.scripted import FakeLink, Reply, ScriptedModel, call, eventually, make_project
 
 
 def message(npc: str, turn: int, content: str, role: str = "user") -> MessageRecord:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from completions_server import Reply, ScriptedServer, sse_events
+
+from tests.runtime.completions.completions_server import Reply, ScriptedServer, sse_events
 
 KEY = "sk-CLI-SECRET-abcdef0123456789"
 

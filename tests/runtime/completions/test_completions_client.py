@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from completions_server import Reply, Request, ScriptedServer
 
 from runtime.completions import (
     BadRequest,
@@ -36,6 +35,7 @@ from runtime.completions import (
     TimeoutError as CompletionsTimeout,
 )
 from runtime.completions import client as client_module
+from tests.runtime.completions.completions_server import Reply, Request, ScriptedServer
 
 KEY = "sk-SECRET-0123456789abcdef"
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from completions_server import Reply, ScriptedServer, sse_events
 
 from runtime.completions import (
     CompletionsClient,
@@ -20,6 +19,7 @@ from runtime.completions import (
     TextDelta,
     ToolCallFinished,
 )
+from tests.runtime.completions.completions_server import Reply, ScriptedServer, sse_events
 
 OPENAI_FILES = [
     "173417d55340.sse", "2018feb66ae1.sse", "4cc50a6135d2.sse", "569c877e6942.sse",

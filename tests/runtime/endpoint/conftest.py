@@ -9,12 +9,12 @@ import httpx2
 import openai
 import pytest
 import pytest_asyncio
-from _endpoint_support import KEY, KEYS_ENV, SAMPLE, sdk_client
 from starlette.applications import Starlette
 
 from runtime.endpoint import create_app
 from runtime.project import Project, load_project
 from runtime.runtime import Runtime
+from tests.runtime.endpoint._endpoint_support import KEY, KEYS_ENV, SAMPLE, sdk_client
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from _endpoint_support import SAMPLE
+
+from tests.runtime.endpoint._endpoint_support import SAMPLE
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "endpoint.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)

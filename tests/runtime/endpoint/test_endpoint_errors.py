@@ -9,14 +9,6 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from _endpoint_support import (
-    KEY,
-    ScriptedModel,
-    Step,
-    offline_upstream,
-    sdk_client,
-    sse_events,
-)
 from starlette.applications import Starlette
 
 from runtime.completions import ProviderError
@@ -24,6 +16,14 @@ from runtime.endpoint import create_app
 from runtime.offline import Fault, Misbehaviour
 from runtime.project import Project
 from runtime.runtime import Runtime
+from tests.runtime.endpoint._endpoint_support import (
+    KEY,
+    ScriptedModel,
+    Step,
+    offline_upstream,
+    sdk_client,
+    sse_events,
+)
 
 URL = "/v1/chat/completions"
 OK_MESSAGES: list[Any] = [{"role": "user", "content": "let me in"}]

@@ -9,7 +9,11 @@ from typing import Any
 
 import httpx2
 import pytest
-from _endpoint_support import (
+
+from runtime.endpoint import create_app
+from runtime.project import Project
+from runtime.runtime import Runtime
+from tests.runtime.endpoint._endpoint_support import (
     KEY,
     RecordingASGI,
     ScriptedModel,
@@ -17,10 +21,6 @@ from _endpoint_support import (
     offline_upstream,
     sse_events,
 )
-
-from runtime.endpoint import create_app
-from runtime.project import Project
-from runtime.runtime import Runtime
 
 URL = "/v1/chat/completions"
 CHUNK_KEYS = ["id", "object", "created", "model", "system_fingerprint", "choices"]

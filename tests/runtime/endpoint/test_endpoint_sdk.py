@@ -7,9 +7,10 @@ from typing import Any
 
 import openai
 import pytest
-from _endpoint_support import sdk_client
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 from starlette.applications import Starlette
+
+from tests.runtime.endpoint._endpoint_support import sdk_client
 
 OAK: list[Any] = [{"role": "user", "content": "oak"}]
 REFUSED = "Not without the password, stranger."

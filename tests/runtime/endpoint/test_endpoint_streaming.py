@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 import httpx2
 import openai
 import pytest
-from _endpoint_support import ScriptedModel, Step
 
 from runtime.endpoint import create_app, running_http
 from runtime.project import Project
 from runtime.runtime import Runtime
+from tests.runtime.endpoint._endpoint_support import ScriptedModel, Step
 
 BOUND_S = 10.0
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from _offline_support import play, tools_for, village_characters
 
 from runtime.cassette import (
     CassetteFormatError,
@@ -28,6 +27,7 @@ from runtime.offline import (
     make_http_client,
     running_offline_model,
 )
+from tests.runtime.offline._offline_support import play, tools_for, village_characters
 
 SCRIPT = {
     "guard": ['player says: "hi"', 'player says: "oak"', "player waits"],

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import httpx2
-from _offline_support import REPO, VILLAGE, assemble_stream, tools_for
+
+from tests.runtime.offline._offline_support import REPO, VILLAGE, assemble_stream, tools_for
 
 
 def test_offline_model_command_serves_the_project() -> None:

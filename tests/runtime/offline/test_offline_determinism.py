@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from _offline_support import assemble_stream, play, sse_events, tools_for, village_characters
 
 from runtime.offline import (
     OFFLINE_BASE_URL,
@@ -15,6 +14,13 @@ from runtime.offline import (
     Misbehaviour,
     OfflineConfigError,
     OfflineModel,
+)
+from tests.runtime.offline._offline_support import (
+    assemble_stream,
+    play,
+    sse_events,
+    tools_for,
+    village_characters,
 )
 
 SCRIPT = {

@@ -8,13 +8,18 @@ import json
 from typing import Any
 
 import pytest
-from _offline_support import assemble_json, assemble_stream, tools_for, village_characters
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runtime.cassette
 import runtime.offline
 from runtime.offline import OfflineModel
+from tests.runtime.offline._offline_support import (
+    assemble_json,
+    assemble_stream,
+    tools_for,
+    village_characters,
+)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),

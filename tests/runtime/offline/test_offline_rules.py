@@ -8,7 +8,6 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from _offline_support import assemble_stream, play, tools_for, village_characters
 
 from runtime.offline import (
     OFFLINE_BASE_URL,
@@ -17,6 +16,12 @@ from runtime.offline import (
     OfflineModel,
     OfflineRule,
     running_offline_model,
+)
+from tests.runtime.offline._offline_support import (
+    assemble_stream,
+    play,
+    tools_for,
+    village_characters,
 )
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from _offline_support import village, village_characters
 
 from capabilities import ArgumentsOk
 from runtime.offline import decide, generate_arguments, generate_value
+from tests.runtime.offline._offline_support import village, village_characters
 
 DRAWS = 1000
 

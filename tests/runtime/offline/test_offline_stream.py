@@ -9,16 +9,16 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from _offline_support import (
+
+from runtime.completions import CompletionsClient, TextDelta, ToolCallFinished
+from runtime.offline import OFFLINE_BASE_URL, OfflineModel, make_http_client
+from tests.runtime.offline._offline_support import (
     assemble_json,
     assemble_stream,
     sse_events,
     tools_for,
     village_characters,
 )
-
-from runtime.completions import CompletionsClient, TextDelta, ToolCallFinished
-from runtime.offline import OFFLINE_BASE_URL, OfflineModel, make_http_client
 
 PERCEPTIONS = [
     'player says: "oak"',
