@@ -18,14 +18,14 @@ feeds the same sink logic) keeps handling them, with websockets' own
 fragmentation and flow-control rules.
 
 :meth:`_FrameMixin.write_frames` writes several frames with one
-``transport.write`` (one syscall) when the connection is open and the
-transport is not paused; callers fall back to the awaited ``send`` (flow
-control, send deadline) otherwise.
+``transport.write`` (one syscall) while the connection is open and the
+transport is not paused; callers queue what it did not write for the awaited
+``send`` (flow control, send deadline).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -39,6 +39,7 @@ FrameSink = Callable[[bytes], None]
 
 _BINARY = Opcode.BINARY
 _READ_SIZE = 64 * 1024
+_WRITE_CHUNK = 64 * 1024  # bytes of frames per transport write before checking for a pause
 _OPEN = State.OPEN
 
 
@@ -89,18 +90,31 @@ class _FrameMixin:
             and not self.transport.is_closing()  # type: ignore[attr-defined]
         )
 
-    def write_frames(self, frames: Iterable[bytes]) -> bool:
-        """Write binary frames in one transport write; False if the connection is not open.
+    def write_frames(self, frames: Sequence[bytes]) -> int:
+        """Write binary frames in as few transport writes as possible; how many were written.
 
-        Never waits: the caller checks :meth:`can_write_now` (flow control) first and
-        bounds how much it writes this way.
+        Never waits. Stops early when the transport asks to pause (the peer is not
+        reading fast enough) or the connection is not open; the caller queues the rest
+        for an awaited ``send`` (websockets' flow control, the send deadline).
         """
         protocol = self.protocol  # type: ignore[attr-defined]
         if protocol.state is not _OPEN:
-            return False
+            return 0
+        written = pending = 0
         for frame in frames:
             protocol.send_binary(frame)
-        chunks: list[bytes] = protocol.data_to_send()
+            written += 1
+            pending += len(frame)
+            if pending >= _WRITE_CHUNK:
+                pending = 0
+                if not self._write_out() or self.paused:  # type: ignore[attr-defined]
+                    return written
+        if pending:
+            self._write_out()
+        return written
+
+    def _write_out(self) -> bool:
+        chunks: list[bytes] = self.protocol.data_to_send()  # type: ignore[attr-defined]
         transport = self.transport  # type: ignore[attr-defined]
         try:
             if all(chunks):

@@ -15,6 +15,14 @@ It is also the reference behaviour for engine plugins (docs/protocol.md,
 
 Why handlers are async functions run as tasks: a game action takes time
 (walking somewhere) and many run at once; a cancel must be able to stop one.
+
+Why handlers start eagerly, in the protocol callback: most game actions answer
+without waiting, and then no task is created at all and the result leaves with
+the other results of the same TCP read, in one write (see
+:mod:`bridge._transport`). The price: a handler's code up to its first
+suspension runs outside any task (``asyncio.current_task()`` is None there),
+so ``asyncio.timeout()`` belongs after the first ``await``; everything after
+it runs in the handler's own task.
 """
 
 from __future__ import annotations
@@ -393,6 +401,8 @@ class GameClient:
             # frames queued before the sink was installed).
             assert isinstance(ws, SinkClientConnection)
             self._cork = []
+            self._backlog = deque()  # a backlog of an earlier connection dies with it
+            self._backlog_task = None
             ws.sink = self._feed
             ws.after_read = self._after_read
             async for data in ws:
@@ -452,21 +462,25 @@ class GameClient:
     def _write_or_queue(self, ws: ClientConnection, frames: list[bytes]) -> None:
         assert isinstance(ws, SinkClientConnection)
         if not self._backlog and ws.can_write_now():
-            ws.write_frames(frames)
-            return
+            written = ws.write_frames(frames)
+            if written == len(frames):
+                return
+            frames = frames[written:]
         self._backlog.extend(frames)
         if self._backlog_task is None:
-            self._backlog_task = asyncio.get_running_loop().create_task(self._drain(ws))
+            self._backlog_task = asyncio.get_running_loop().create_task(
+                self._drain(ws, self._backlog)
+            )
 
-    async def _drain(self, ws: ClientConnection) -> None:
-        backlog = self._backlog
+    async def _drain(self, ws: ClientConnection, backlog: deque[bytes]) -> None:
         try:
             while backlog:
                 await ws.send(backlog.popleft())
         except ConnectionClosed:
-            backlog.clear()
+            backlog.clear()  # finished results stay cached; a resume answers from the cache
         finally:
-            self._backlog_task = None
+            if self._backlog is backlog:
+                self._backlog_task = None
 
     def _rejection(self, ws: ClientConnection, msg: Message | None) -> BridgeError:
         text = getattr(msg, "message", "no welcome")

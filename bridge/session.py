@@ -81,12 +81,15 @@ class _Link:
             self.outbox.clear()
             self._abort_stalled()
             return False
+        self._wake_writer()
+        return True
+
+    def _wake_writer(self) -> None:
         wake = self._wake
         if wake is not None:
             self._wake = None
             if not wake.done():
                 wake.set_result(None)
-        return True
 
     def send(self, frame: bytes) -> bool:
         """Write ``frame`` now (or with the open batch) when that cannot block, else queue it.
@@ -114,8 +117,8 @@ class _Link:
             and self.close_code is None
             and ws.can_write_now()
             and ws.transport.get_write_buffer_size() == 0
+            and ws.write_frames((frame,))
         ):
-            ws.write_frames((frame,))
             return True
         return self.post(frame)
 
@@ -144,7 +147,12 @@ class _Link:
     def _flush(self) -> None:
         frames, self._batch = self._batch or [], None
         if frames and self.close_code is None:
-            self.ws.write_frames(frames)
+            written = self.ws.write_frames(frames)
+            if written < len(frames):
+                # The peer stopped keeping up mid-batch: the rest goes first through the
+                # outbox and its send deadline.
+                self.outbox.extendleft(reversed(frames[written:]))
+                self._wake_writer()
 
     def request_close(self, code: int, reason: str = "") -> None:
         """Close after the queued frames are written (they may carry the error explaining why)."""
