@@ -17,6 +17,7 @@ Semantics worth knowing:
   queues), so two NPCs talking to each other cannot starve each other. Triggers waiting for
   a turn are coalesced into one user message; those older than their ``ttl_ms`` are
   dropped; at most ``limits.event_queue`` wait (the oldest go first).
+- Executing the calls is ``runtime.tool_calls``'s job.
 - A failing model (after the client's retries) fails the turn, never the session.
 """
 
@@ -24,9 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
-import json
 import logging
 import time
 from collections import Counter, deque
@@ -35,13 +34,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from capabilities import ArgumentsInvalid, ArgumentsOk, Capability, CapabilityContext, Registry
+from capabilities import Registry
 from runtime.completions import Completion, CompletionsError, StreamEvent, TextDelta, ToolCall
 from runtime.history import History
 from runtime.metrics import Metrics
 from runtime.project import Character, LimitSettings
 from runtime.prompts import PromptBuilder, render_event
 from runtime.store import MessageRecord, Store, TurnRecord
+from runtime.tool_calls import GameLink, NoGame, NpcState, run_tool_calls, tool_error_message
 
 __all__ = [
     "GameLink",
@@ -55,29 +55,7 @@ __all__ = [
 
 logger = logging.getLogger("runtime.session")
 
-NpcState = Literal["idle", "thinking", "acting", "speaking"]
 Outcome = Literal["done", "step_limit", "interrupted", "failed", "cancelled"]
-
-
-class GameLink(Protocol):
-    """The game side of one NPC (a bridge session satisfies it)."""
-
-    async def call(
-        self,
-        npc: str,
-        cap: str,
-        args: Mapping[str, Any] | None = None,
-        *,
-        mode: Literal["call", "fire"] = "call",
-        timeout_s: float | None = None,
-        idempotent: bool = False,
-    ) -> Any: ...
-
-    def say(self, npc: str, stream: str, text: str) -> bool: ...
-
-    def say_end(self, npc: str, stream: str, reason: str = "done") -> bool: ...
-
-    def status(self, npc: str, state: NpcState) -> bool: ...
 
 
 class ModelStream(Protocol):
@@ -125,67 +103,6 @@ class TurnResult:
     """Calls of deferred tools, handed back to the caller instead of executed."""
 
 
-class _NoGame:
-    """Link used when no game is connected (HTTP endpoint, benchmarks, tests)."""
-
-    async def call(
-        self, npc: str, cap: str, args: Mapping[str, Any] | None = None, **_: Any
-    ) -> Any:
-        raise _ToolFailure("DISCONNECTED", "no game is connected to perform this action")
-
-    def say(self, npc: str, stream: str, text: str) -> bool:
-        return False
-
-    def say_end(self, npc: str, stream: str, reason: str = "done") -> bool:
-        return False
-
-    def status(self, npc: str, state: NpcState) -> bool:
-        return False
-
-
-class _ToolFailure(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class _Memory:
-    def __init__(self, store: Store, npc: str) -> None:
-        self._store, self._npc = store, npc
-
-    async def remember(self, fact: str) -> None:
-        await self._store.remember(self._npc, fact)
-
-    async def recall(self, query: str, limit: int = 5) -> list[str]:
-        return await self._store.recall(self._npc, query, limit)
-
-
-class _GameHandle:
-    """``ctx.game``: lets a runtime capability call a game capability of the same NPC."""
-
-    def __init__(self, session: NpcSession) -> None:
-        self._session = session
-
-    async def call(
-        self,
-        capability: str,
-        args: Mapping[str, Any] | None = None,
-        *,
-        timeout_s: float | None = None,
-    ) -> Any:
-        session = self._session
-        cap = session.registry.get(capability)
-        return await session.link.call(
-            session.npc,
-            cap.name,
-            dict(args or {}),
-            mode=cap.mode,
-            timeout_s=timeout_s or cap.timeout_s,
-            idempotent=cap.idempotent,
-        )
-
-
 _stream_ids = itertools.count(1)
 
 
@@ -222,7 +139,7 @@ class NpcSession:
         self.model = model
         self.store = store
         self.limits = limits
-        self.link: GameLink = link or _NoGame()
+        self.link: GameLink = link or NoGame()
         self.prompt = prompt or PromptBuilder(character)
         self.state: dict[str, Any] = dict(state or {})
         self.on_record = on_record
@@ -233,7 +150,7 @@ class NpcSession:
         # providers reject such a history: every later turn of this NPC would fail. Answer it.
         for call_id in _unanswered_calls(self.history):
             self._add(
-                _tool_error_message(
+                tool_error_message(
                     call_id,
                     "DISCONNECTED",
                     "the runtime stopped before this call finished (outcome unknown: look again)",
@@ -420,9 +337,7 @@ class NpcSession:
                 self.link.say_end(self.npc, stream_id, "interrupted")
             for call_id in open_calls:
                 self._add(
-                    _tool_error_message(
-                        call_id, "CANCELLED", f"not finished: turn {result.outcome}"
-                    )
+                    tool_error_message(call_id, "CANCELLED", f"not finished: turn {result.outcome}")
                 )
             if not interrupted:
                 self._finish(result, started)
@@ -474,84 +389,9 @@ class NpcSession:
         return completion, spoke
 
     async def _run_tools(
-        self, calls: Sequence[Any], failures: Counter[str]
+        self, calls: Sequence[ToolCall], failures: Counter[str]
     ) -> list[tuple[str, str]]:
-        checked: list[tuple[str, ArgumentsOk | ArgumentsInvalid]] = []
-        for call in calls:
-            verdict = self.registry.validate(call.name, call.arguments)
-            if isinstance(verdict, ArgumentsInvalid):
-                failures[call.name if call.name in self.registry else "<unknown tool>"] += 1
-            checked.append((call.id, verdict))
-        if len(checked) == 1:
-            call_id, verdict = checked[0]
-            return [(call_id, await self._execute(call_id, verdict))]
-        contents = await asyncio.gather(*(self._execute(cid, v) for cid, v in checked))
-        return [(cid, content) for (cid, _), content in zip(checked, contents, strict=True)]
-
-    async def _execute(self, call_id: str, verdict: ArgumentsOk | ArgumentsInvalid) -> str:
-        if isinstance(verdict, ArgumentsInvalid):
-            return _error_content("INVALID_ARGUMENTS", verdict.message)
-        cap = self.registry.get(verdict.name)
-        try:
-            if cap.executor == "runtime":
-                data = await self._run_python(cap, verdict)
-            else:
-                data = await self.link.call(
-                    self.npc,
-                    cap.name,
-                    verdict.args,
-                    mode=cap.mode,
-                    timeout_s=cap.timeout_s,
-                    idempotent=cap.idempotent,
-                )
-        except asyncio.CancelledError:
-            raise
-        except _ToolFailure as exc:
-            return _error_content(exc.code, exc.message)
-        except Exception as exc:
-            code = str(getattr(exc, "code", "") or type(exc).__name__)
-            message = str(getattr(exc, "message", "") or exc) or type(exc).__name__
-            if code == "DISCONNECTED" and "outcome unknown" not in message:
-                message = f"{message} (outcome unknown: look again)"
-            return _error_content(code, message)
-        if cap.mode == "fire":
-            return '{"status":"dispatched"}'
-        return _result_content(data)
-
-    async def _run_python(self, cap: Capability, verdict: ArgumentsOk) -> Any:
-        function = cap.function
-        if function is None:  # a registry built by hand without a function
-            raise _ToolFailure("INTERNAL", f"{cap.name} has no implementation")
-        args: list[Any] = []
-        if cap.takes_context:
-            args.append(
-                CapabilityContext(
-                    npc=self.npc,
-                    character=self.character.id,
-                    knowledge=self.character.knowledge,
-                    game=_GameHandle(self),
-                    memory=_Memory(self.store, self.npc),
-                    world=self.state,
-                )
-            )
-
-        async def invoke() -> Any:
-            value = function(*args, **verdict.values)
-            if inspect.isawaitable(value):
-                value = await value
-            return value
-
-        if cap.mode == "fire":
-            task = asyncio.create_task(invoke())
-            task.add_done_callback(_log_task_failure)
-            return None
-        try:
-            async with asyncio.timeout(cap.timeout_s):
-                return await invoke()
-        except TimeoutError:
-            raise _ToolFailure(
-                "TIMEOUT", f"{cap.name} did not finish in {cap.timeout_s:g} s"
-            ) from None
+        return await run_tool_calls(self, calls, failures)
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -631,19 +471,6 @@ class NpcSession:
             self.on_record({"type": "turn", "ok": ok, **fields})
 
 
-def _result_content(data: Any) -> str:
-    if isinstance(data, str):
-        return data
-    try:
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
-        return json.dumps({"result": repr(data)})
-
-
-def _error_content(code: str, message: str) -> str:
-    return json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
-
-
 def _unanswered_calls(history: History) -> list[str]:
     """Ids of the tool calls of the last assistant message that have no result yet."""
     answered: set[str] = set()
@@ -654,12 +481,3 @@ def _unanswered_calls(history: History) -> list[str]:
         calls = message.get("tool_calls") or ()
         return [str(c.get("id")) for c in calls if str(c.get("id")) not in answered]
     return []
-
-
-def _tool_error_message(call_id: str, code: str, message: str) -> dict[str, Any]:
-    return {"role": "tool", "tool_call_id": call_id, "content": _error_content(code, message)}
-
-
-def _log_task_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("fire-and-forget capability failed", exc_info=task.exception())
