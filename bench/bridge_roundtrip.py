@@ -1,12 +1,14 @@
 """Bridge call round trip vs a bare websockets + msgpack echo, measured in the same run.
 
-    .venv/bin/python bench/bridge_roundtrip.py [--calls 20000] [--inflight 256]
+    .venv/bin/python bench/bridge_roundtrip.py [--calls 20000] [--inflight 256] [--rounds 5]
 
 The measuring side runs in this process; the peer (the GameClient answering
 calls, or the bare echo server) runs in a subprocess, so each side has its own
 core, as a game and the runtime would. Reported: p50/p99 of sequential round
-trips, and round trips per second with ``--inflight`` outstanding, for both,
-and their ratios (design.md 6: p50 <= 1.3x bare, >= 30k calls/s pipelined).
+trips, CPU per sequential call of the measuring side (``process_time``) and of
+the peer (``/proc/<pid>/stat``), and round trips per second with ``--inflight``
+outstanding, for both, and their ratios (design.md 6: p50 <= 1.3x bare,
+>= 30k calls/s pipelined). Rounds alternate bare and bridge; medians are reported.
 """
 
 from __future__ import annotations
@@ -222,13 +224,20 @@ async def _main(n: int, inflight: int, rounds: int) -> None:
         f"pipelined throughput {ours['per_s'] / bare['per_s']:.2f}x "
         f"({n} sequential calls, then {n} with {inflight} in flight, per round)"
     )
+    pairs = list(zip(results["bare"], results["bridge"], strict=True))
+    print(
+        "per round, bridge/bare p50: "
+        + " ".join(f"{o['p50_us'] / b['p50_us']:.2f}x" for b, o in pairs)
+        + "; bridge calls/s: "
+        + " ".join(f"{o['per_s']:,.0f}" for _, o in pairs)
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--inflight", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--peer", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:

@@ -64,7 +64,7 @@ class _Link:
         self._wake: asyncio.Future[None] | None = None
         self._batch: list[bytes] | None = None  # frames to write at the end of this iteration
         self._batch_bytes = 0
-        self._woken = False  # a result resolved a caller since the last TCP read was handled
+        self._woken = 0  # callers resolved by results since the last TCP read was handled
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run())
 
@@ -123,15 +123,15 @@ class _Link:
         return self.post(frame)
 
     def after_read(self) -> None:
-        """A TCP read resolved callers' futures: batch what they send next.
+        """A TCP read resolved several callers' futures: batch what they send next.
 
         The woken callers run in the next loop iteration, in the order their futures
         were resolved; the flush is scheduled after them, so calls they make right
         away (pipelining: many NPCs each awaiting one call) leave in one write,
-        without an extra loop iteration.
+        without an extra loop iteration. One woken caller writes directly.
         """
-        if self._woken and self._batch is None:
-            self._woken = False
+        woken, self._woken = self._woken, 0
+        if woken > 1 and self._batch is None:
             if (
                 self._wake is not None
                 and not self.outbox
@@ -422,7 +422,7 @@ class Session:
             return
         link = self._link
         if link is not None:
-            link._woken = True
+            link._woken += 1
         if msg.ok:
             fut.set_result(msg.data)
         else:
