@@ -575,7 +575,7 @@ class GameClient:
         # awaits something continues in a task, which a cancel can stop.
         try:
             awaitable = handler(call)
-            if not isinstance(awaitable, Coroutine):
+            if type(awaitable) is not types.CoroutineType and not isinstance(awaitable, Coroutine):
                 first: Any = None
                 rest: Awaitable[Any] = awaitable
             else:

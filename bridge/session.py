@@ -108,17 +108,7 @@ class _Link:
                 self._batch_bytes += len(frame)
                 return True
             return self.post(frame)
-        ws = self.ws
-        if (
-            self._wake is not None
-            and not self.outbox
-            and len(frame) < _DIRECT_MAX
-            and self._close_req is None
-            and self.close_code is None
-            and ws.can_write_now()
-            and ws.transport.get_write_buffer_size() == 0
-            and ws.write_frames((frame,))
-        ):
+        if len(frame) < _DIRECT_MAX and self._direct_ok() and self.ws.write_frames((frame,)):
             return True
         return self.post(frame)
 
@@ -131,18 +121,22 @@ class _Link:
         without an extra loop iteration. One woken caller writes directly.
         """
         woken, self._woken = self._woken, 0
-        if woken > 1 and self._batch is None:
-            if (
-                self._wake is not None
-                and not self.outbox
-                and self._close_req is None
-                and self.close_code is None
-                and self.ws.can_write_now()
-                and self.ws.transport.get_write_buffer_size() == 0
-            ):
-                self._batch = []
-                self._batch_bytes = 0
-                self._loop.call_soon(self._flush)
+        if woken > 1 and self._batch is None and self._direct_ok():
+            self._batch = []
+            self._batch_bytes = 0
+            self._loop.call_soon(self._flush)
+
+    def _direct_ok(self) -> bool:
+        """Nothing queued, not closing, the transport not paused and its buffer empty."""
+        ws = self.ws
+        return (
+            self._wake is not None
+            and not self.outbox
+            and self._close_req is None
+            and self.close_code is None
+            and ws.can_write_now()
+            and ws.transport.get_write_buffer_size() == 0
+        )
 
     def _flush(self) -> None:
         frames, self._batch = self._batch or [], None

@@ -321,3 +321,27 @@ def test_config_from_mapping() -> None:
         BridgeConfig.from_mapping({"prot": 1})
     with pytest.raises(ValueError, match="send_timeout_s"):
         BridgeConfig(send_timeout_s=0)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.booleans())
+def test_float_values_accepted_exactly_when_finite(
+    value: float, nested: bool, single: bool
+) -> None:
+    """The value walk tests floats inline (hot path); it must agree with math.isfinite."""
+    import math
+
+    data: Any = [[value]] if nested else {"v": value}
+    obj = {"t": "result", "id": "c1", "ok": True, "data": data}
+    if single and (not math.isfinite(value) or abs(value) < 3.4e38):
+        frame = msgpack.packb(obj, use_single_float=True)  # float 32 on the wire
+    else:
+        frame = pack(obj)
+    if math.isfinite(value):
+        msg = decode_frame(frame)
+        assert isinstance(msg, Result)
+    else:
+        with pytest.raises(ProtocolError) as info:
+            decode_frame(frame)
+        assert info.value.code == ErrorCode.BAD_INPUT
+        assert info.value.call_id == "c1"
+        assert info.value.path == ("data.0.0" if nested else "data.v")
