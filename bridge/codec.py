@@ -24,6 +24,7 @@ Classification (the contract docs/protocol.md states):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -59,6 +60,9 @@ def _ext_hook(code: int, data: bytes) -> _Ext:
 
 
 _packer = msgpack.Packer(use_bin_type=True)
+# The union's core validator, called directly: the same schema and rules as
+# MESSAGE_ADAPTER.validate_python without its Python wrapper (~0.2 us per frame).
+_validate: Callable[[Any], Message] = MESSAGE_ADAPTER.validator.validate_python
 
 
 def encode_map(obj: dict[str, Any]) -> bytes:
@@ -204,7 +208,7 @@ def decode_frame(
             path="t",
         )
     try:
-        return MESSAGE_ADAPTER.validate_python(obj)
+        return _validate(obj)
     except ValidationError as exc:
         raise _bad_input(exc, t, obj) from None
 
