@@ -70,7 +70,13 @@ async def _echo_peer() -> None:
 
 
 async def _bridge_peer(url: str) -> None:
-    game = GameClient(url, game="bench", npcs=[("guard-1", "guard")], capabilities=["goToLocation"])
+    game = GameClient(
+        url,
+        game="bench",
+        npcs=[("guard-1", "guard")],
+        capabilities=["goToLocation"],
+        eager_handlers=os.environ.get("BENCH_EAGER", "1") == "1",
+    )
 
     @game.handle("goToLocation")
     async def go(call: Call) -> dict[str, Any]:

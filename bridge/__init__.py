@@ -8,7 +8,9 @@ Layers (design.md 3.1: the protocol core does no I/O):
   event token bucket), :mod:`bridge.calls` (call correlation),
   :mod:`bridge.session_core` (NPCs, speech streams, resume bookkeeping);
 - I/O: :mod:`bridge.server` (``websockets.asyncio.server``), :mod:`bridge.session`
-  (the runtime's per-session handle), :mod:`bridge.client` (``GameClient``).
+  (the runtime's per-session handle), :mod:`bridge.client` (``GameClient``), and
+  ``bridge._transport`` (websockets connections that hand complete frames to the
+  core from the protocol callback and write batched frames: the hot path).
 
 Runtime-facing API::
 

@@ -16,13 +16,13 @@ It is also the reference behaviour for engine plugins (docs/protocol.md,
 Why handlers are async functions run as tasks: a game action takes time
 (walking somewhere) and many run at once; a cancel must be able to stop one.
 
-Why handlers start eagerly, in the protocol callback: most game actions answer
-without waiting, and then no task is created at all and the result leaves with
-the other results of the same TCP read, in one write (see
-:mod:`bridge._transport`). The price: a handler's code up to its first
-suspension runs outside any task (``asyncio.current_task()`` is None there),
-so ``asyncio.timeout()`` belongs after the first ``await``; everything after
-it runs in the handler's own task.
+Why handlers may start eagerly (``eager_handlers=True``), in the protocol
+callback: most game actions answer without waiting, and then no task is created
+at all and the result leaves with the other results of the same TCP read, in one
+write (see :mod:`bridge._transport`). The price: a handler's code up to its first
+suspension runs outside any task (``asyncio.current_task()`` is None there), so
+``asyncio.timeout()`` belongs after the first ``await``; everything after it runs
+in the handler's own task. The default runs every handler whole in its own task.
 """
 
 from __future__ import annotations
@@ -127,8 +127,14 @@ class GameClient:
         origin: str | None = None,
         open_timeout_s: float = 10.0,
         ping_interval_s: float | None = 20.0,
+        eager_handlers: bool = False,
     ) -> None:
+        """``eager_handlers``: start each handler in the reader, without a task, up to its
+        first suspension (faster; see the module docstring for the price). Off by default:
+        every handler then runs whole in its own task, where ``asyncio.timeout()`` and
+        ``asyncio.current_task()`` work from the first line."""
         self.url = url
+        self._eager = eager_handlers
         self.game = game
         self._token = token
         self._token_in_hello = token_in_hello
@@ -570,6 +576,12 @@ class GameClient:
             self._remember(call.id, frame)
             return frame
         self.executions += 1
+        if not self._eager:
+            task = asyncio.get_running_loop().create_task(
+                self._execute(call, _invoke(handler, call))
+            )
+            self._running[call.id] = task
+            return None
         # Start the handler eagerly: most game actions answer without waiting, and then
         # no task is created at all (the frame is sent by the reader). A handler that
         # awaits something continues in a task, which a cancel can stop.
@@ -634,6 +646,11 @@ class GameClient:
         task = asyncio.get_running_loop().create_task(send())
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
+
+
+async def _invoke(handler: CallHandler, call: Call) -> Any:
+    """The whole handler inside the task that awaits it."""
+    return await handler(call)
 
 
 @types.coroutine

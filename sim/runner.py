@@ -378,6 +378,9 @@ async def run_world(
         token_in_hello=token_in_hello,
         capabilities=caps,
         npcs=in_hello,
+        # The world's handler starts an action and awaits its end, no timeout before its
+        # first await: safe to start in the reader, and many calls answer in one write.
+        eager_handlers=True,
     )
     client.default_handler(run.handle)
     client.on_message(run.on_message)

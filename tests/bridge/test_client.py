@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from bridge_helpers import Recorder, eventually, only_session, running
 
 from bridge import (
     Call,
@@ -20,6 +19,7 @@ from bridge import (
     Status,
     capability_names,
 )
+from tests.bridge.bridge_helpers import Recorder, eventually, only_session, running
 
 pytestmark = pytest.mark.asyncio
 

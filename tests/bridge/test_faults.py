@@ -9,7 +9,16 @@ import struct
 
 import msgpack
 import pytest
-from bridge_helpers import (
+from websockets.exceptions import InvalidStatus
+
+from bridge import (
+    CallTimeout,
+    Disconnected,
+    GameClient,
+    GameError,
+    UnknownCapability,
+)
+from tests.bridge.bridge_helpers import (
     Recorder,
     close_code,
     eventually,
@@ -20,15 +29,6 @@ from bridge_helpers import (
     pack,
     recv_map,
     running,
-)
-from websockets.exceptions import InvalidStatus
-
-from bridge import (
-    CallTimeout,
-    Disconnected,
-    GameClient,
-    GameError,
-    UnknownCapability,
 )
 
 pytestmark = pytest.mark.asyncio

@@ -10,7 +10,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from bridge_helpers import (
+
+from bridge import Call, Event, GameClient, Spawn
+from bridge._transport import SinkClientConnection, SinkServerConnection
+from tests.bridge.bridge_helpers import (
     eventually,
     handshake,
     hello,
@@ -20,9 +23,6 @@ from bridge_helpers import (
     recv_map,
     running,
 )
-
-from bridge import Call, Event, GameClient, Spawn
-from bridge._transport import SinkClientConnection, SinkServerConnection
 
 pytestmark = pytest.mark.asyncio
 
@@ -106,7 +106,7 @@ async def test_results_wait_for_a_runtime_that_stopped_reading() -> None:
     """The game's transport pauses when the runtime stops reading: results queue for the
     sender task (websockets flow control) and all arrive once the runtime reads again."""
     async with running(max_in_flight=512) as server:
-        game = GameClient(server.url, npcs=[("guard-1", "guard")])
+        game = GameClient(server.url, npcs=[("guard-1", "guard")], eager_handlers=True)
         blob = "x" * 60_000  # ~60 KB per result: the socket buffers fill after a few dozen
 
         @game.handle("big")
@@ -129,3 +129,31 @@ async def test_results_wait_for_a_runtime_that_stopped_reading() -> None:
             assert [r["i"] for r in results] == list(range(300))
             assert all(r["blob"] == blob for r in results)
             await eventually(lambda: game._backlog_task is None and not game._backlog)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("eager", [False, True])
+async def test_handlers_in_either_mode_answer_and_default_mode_runs_them_in_a_task(
+    eager: bool,
+) -> None:
+    """By default a handler runs whole in its own task, so ``asyncio.timeout()`` works from
+    its first line; eager handlers start in the reader and answer the same."""
+    async with running() as server:
+        game = GameClient(server.url, npcs=[("guard-1", "guard")], eager_handlers=eager)
+        seen: list[bool] = []
+
+        @game.handle("timed")
+        async def timed(call: Call) -> dict[str, Any]:
+            seen.append(asyncio.current_task() is not None)
+            if not eager:
+                async with asyncio.timeout(5):
+                    await asyncio.sleep(0)
+            return {"n": call.args["n"]}
+
+        async with game:
+            session = await only_session(server)
+            results = await asyncio.gather(
+                *(session.call("guard-1", "timed", {"n": n}) for n in range(20))
+            )
+    assert [r["n"] for r in results] == list(range(20))
+    assert seen == [not eager] * 20
