@@ -78,6 +78,10 @@ CallHandler = Callable[[Call], Awaitable[Any]]
 _FATAL_CLOSES = frozenset(
     {CloseCode.UNAUTHORIZED, CloseCode.UNSUPPORTED_VERSION, CloseCode.REPLACED}
 )
+# Closes that answer the hello itself: malformed, too big, policy. Fatal before a welcome.
+_REFUSED_HELLO = frozenset(
+    {1002, CloseCode.UNSUPPORTED_DATA, CloseCode.INVALID_DATA, CloseCode.POLICY, CloseCode.TOO_BIG}
+)
 
 
 def capability_names(source: Any) -> list[str]:
@@ -394,6 +398,7 @@ class GameClient:
             raise
         self._ws = ws
         self.connections += 1
+        welcomed = False
         try:
             await ws.send(self._hello())
             first = await ws.recv()
@@ -402,6 +407,7 @@ class GameClient:
                 await ws.wait_closed()
                 raise self._rejection(ws, welcome)
             self._on_welcome(welcome, ws)
+            welcomed = True
             # Frames are handled in the protocol callback (see bridge._transport); the
             # loop below only sees what must go the stock way (fragments, text frames,
             # frames queued before the sink was installed).
@@ -423,10 +429,16 @@ class GameClient:
             self._cork = None
             self._connected.clear()
         code = ws.close_code
-        if code in _FATAL_CLOSES and not self._closing:
+        if self._closing:
+            return
+        if code in _FATAL_CLOSES or (not welcomed and code in _REFUSED_HELLO):
+            # The same hello would be refused again (e.g. 1009: more NPCs than fit in one
+            # frame): retrying forever would hang connect().
             raise HandshakeRejected(
                 f"closed by the runtime: {code} {ws.close_reason}", close_code=code
             )
+        if not welcomed:
+            raise ConnectionError(f"closed before welcome: {code} {ws.close_reason}")
 
     def _feed(self, data: bytes | str) -> None:
         """Handle one frame from the runtime; never raises (it runs in a protocol callback)."""

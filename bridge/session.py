@@ -351,12 +351,12 @@ class Session:
         """Send a speech delta; False if it could not be queued (disconnected or stalled)."""
         frame = self._core.say_frame(npc, stream, text)
         link = self._link
-        return link is not None and self._core.connected and link.post(frame)
+        return frame is not None and link is not None and self._core.connected and link.post(frame)
 
     def say_end(self, npc: str, stream: str, reason: str = "done") -> bool:
         frame = self._core.say_end_frame(npc, stream, reason)
         link = self._link
-        return link is not None and self._core.connected and link.post(frame)
+        return frame is not None and link is not None and self._core.connected and link.post(frame)
 
     def status(self, npc: str, state: NpcState) -> bool:
         link = self._link

@@ -9,7 +9,9 @@ one websocket, this one with the game's session.
 Resume rules implemented here:
 
 - on detach, speech streams still open are remembered as interrupted; after the
-  resume the game gets ``say_end {reason: "interrupted"}`` for each;
+  resume the game gets ``say_end {reason: "interrupted"}`` for each, and whatever the
+  runtime still says on those streams (or on streams begun while detached) is dropped, so
+  a stream never ends twice for the game;
 - ``welcome.pending`` lists the ids of calls that were sent and still await a result;
 - calls started while detached are kept unsent and sent right after the welcome;
 - when the window expires, :meth:`SessionCore.end` hands back idempotent calls
@@ -30,6 +32,9 @@ from .errors import UnknownCapability, UnknownNpc
 from .messages import PROTOCOL_VERSION, Despawn, Hello, NpcState, Spawn
 
 __all__ = ["NpcInfo", "SessionCore"]
+
+_MAX_ENDED_STREAMS = 1024
+"""Streams remembered as ended for the game, so late speech on them is dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,7 @@ class SessionCore:
         self.ended = False
         self._streams: set[tuple[str, str]] = set()
         self._interrupted: list[tuple[str, str]] = []
+        self._ended: dict[tuple[str, str], None] = {}  # insertion-ordered, bounded
         self.declare(hello)
 
     def declare(self, hello: Hello) -> None:
@@ -119,13 +125,30 @@ class SessionCore:
 
     # -- speech and status
 
-    def say_frame(self, npc: str, stream: str, text: str) -> bytes:
-        self._streams.add((npc, stream))
+    def say_frame(self, npc: str, stream: str, text: str) -> bytes | None:
+        """The frame, or None when the game must not get it: the stream was already ended
+        for the game (interrupted by a disconnect), or it started while disconnected."""
+        key = (npc, stream)
+        if key in self._ended:
+            return None
+        if not self.connected and key not in self._streams:
+            self._end_for_game(key)
+            return None
+        self._streams.add(key)
         return encode_map({"t": "say", "npc": npc, "stream": stream, "text": text})
 
-    def say_end_frame(self, npc: str, stream: str, reason: str) -> bytes:
-        self._streams.discard((npc, stream))
+    def say_end_frame(self, npc: str, stream: str, reason: str) -> bytes | None:
+        key = (npc, stream)
+        if key in self._ended:
+            del self._ended[key]  # the game already had its say_end
+            return None
+        self._streams.discard(key)
         return encode_map({"t": "say_end", "npc": npc, "stream": stream, "reason": reason})
+
+    def _end_for_game(self, key: tuple[str, str]) -> None:
+        self._ended[key] = None
+        while len(self._ended) > _MAX_ENDED_STREAMS:
+            self._ended.pop(next(iter(self._ended)))
 
     @staticmethod
     def status_frame(npc: str, state: NpcState) -> bytes:
@@ -163,7 +186,12 @@ class SessionCore:
         self.declare(hello)
         self.attach()
         pending = [c.id for c in self.calls.pending() if c.sent]
-        frames = [self.say_end_frame(n, s, "interrupted") for n, s in self._interrupted]
+        frames = [
+            encode_map({"t": "say_end", "npc": n, "stream": s, "reason": "interrupted"})
+            for n, s in self._interrupted
+        ]
+        for key in self._interrupted:
+            self._end_for_game(key)  # what the runtime still says on it is not for the game
         self._interrupted.clear()
         frames.extend(self.call_frame(c, now) for c in self.calls.pending() if not c.sent)
         return pending, frames

@@ -81,6 +81,19 @@ async def test_token_in_hello_and_rejection() -> None:
         assert info.value.close_code == 4001
 
 
+async def test_a_hello_the_runtime_refuses_fails_connect_instead_of_retrying() -> None:
+    """Too many NPCs for one frame: the runtime closes with 1009 before any welcome. The same
+    hello would be refused again, so connect() raises at once rather than retrying forever."""
+    npcs = [(f"npc-{i:05d}", "guard") for i in range(4000)]
+    async with running() as server:
+        game = GameClient(server.url, npcs=npcs)
+        with pytest.raises(HandshakeRejected) as info:
+            await asyncio.wait_for(game.connect(), 10)
+        assert info.value.close_code == 1009
+        assert game.connections == 1
+        await game.close()
+
+
 async def test_cancel_stops_the_handler_task() -> None:
     async with running() as server:
         game = GameClient(server.url, npcs=[("guard-1", "guard")])

@@ -302,9 +302,28 @@ def test_session_core_resume_bookkeeping() -> None:
     assert decoded[0] == {"t": "say_end", "npc": "a", "stream": "s1", "reason": "interrupted"}
     assert decoded[1]["id"] == unsent.id
     assert decoded[1]["deadline_ms"] == 9000
+    # The game already had say_end for s1: what the runtime still says on it is dropped,
+    # so the stream never ends twice; a new stream speaks normally.
+    assert core.say_frame("a", "s1", "lo") is None
+    assert core.say_end_frame("a", "s1", "done") is None
+    new = core.say_frame("a", "s2", "hi")
+    assert new is not None
+    assert unpack(new) == {"t": "say", "npc": "a", "stream": "s2", "text": "hi"}
     keep, lost = core.end()
     assert [c.id for c in keep] == [sent.id]
     assert [c.id for c in lost] == [unsent.id]
+
+
+def test_speech_begun_while_detached_never_reaches_the_game() -> None:
+    hello = Hello.model_validate(HELLO)
+    core = SessionCore(hello, BridgeConfig())
+    core.attach()
+    core.detach(1.0)
+    assert core.say_frame("a", "s9", "partial") is None
+    _, frames = core.resume(hello, 2.0)
+    assert frames == []
+    assert core.say_frame("a", "s9", " rest") is None
+    assert core.say_end_frame("a", "s9", "done") is None
 
 
 def test_public_api() -> None:
