@@ -135,9 +135,33 @@ class _FrameMixin:
 
 
 class SinkServerConnection(_FrameMixin, ServerConnection):
+    _abort_handle: Any = None
+
     def process_event(self, event: Any) -> None:
         if self.request is None or not self._take(event):
             super().process_event(event)
+            if type(event) is Frame and event.opcode is Opcode.CLOSE:
+                self._close_tcp_by_deadline()
+
+    def _close_tcp_by_deadline(self) -> None:
+        """After the closing handshake the server half-closes TCP and waits for the client
+        to close its side; some clients (mono's ClientWebSocket) wait for the server instead.
+        websockets enforces ``close_timeout`` only while someone awaits a send or close, and
+        the bridge is waiting in recv: abort at the deadline so the session ends on time."""
+        deadline = self.close_deadline
+        if deadline is None or self._abort_handle is not None:
+            return
+        self._abort_handle = self.loop.call_at(deadline, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        self._abort_handle = None
+        self.transport.abort()  # connection_lost cancels this timer: the TCP is still open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        handle, self._abort_handle = self._abort_handle, None
+        if handle is not None:
+            handle.cancel()
+        super().connection_lost(exc)
 
 
 class SinkClientConnection(_FrameMixin, ClientConnection):

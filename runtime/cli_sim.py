@@ -339,7 +339,18 @@ async def _run_one(
                 on_record=transcript.write,
             )
             token = secrets.token_urlsafe(16)
-            config = dataclasses.replace(bridge_config(project, port=0), token=token)
+            base = bridge_config(project, port=0)
+            # The event rate limit and the outbox bound guard a runtime against a flooding or
+            # stalled game; the in-process world is ours, and its perceptions and the speech
+            # it receives grow with its NPCs, so those budgets do too.
+            npcs = max(1, len(plan.world.npc))
+            config = dataclasses.replace(
+                base,
+                token=token,
+                events_per_s=max(base.events_per_s, 50.0 * npcs),
+                event_burst=max(base.event_burst, 10 * npcs),
+                max_outbox=max(base.max_outbox, 64 * npcs),
+            )
             try:
                 async with BridgeServer(config, runtime) as server:
                     result = await run_world(

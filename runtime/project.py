@@ -120,6 +120,9 @@ class LimitSettings(_Strict):
     """Invalid tool calls tolerated per capability per turn before the turn fails."""
     event_queue: int = Field(32, ge=1, le=10_000)
     perceptions_in_prompt: int = Field(10, ge=0, le=1000)
+    npc_replies: int = Field(3, ge=0, le=1000)
+    """Turns in a row an NPC takes in answer to other NPCs only; then NPC speech is context
+    until a player (or any non-NPC) speaks. Bounds NPC-to-NPC conversations."""
 
 
 class PromptSettings(_Strict):

@@ -226,6 +226,7 @@ class Runtime:
             history=history,
             turn=turn,
             metrics=self.metrics,
+            is_npc=self.sessions.__contains__,
         )
         if session.missing:
             logger.warning(

@@ -129,6 +129,7 @@ class NpcSession:
         extra_tools: Sequence[Mapping[str, Any]] = (),
         defer: frozenset[str] = frozenset(),
         metrics: Metrics | None = None,
+        is_npc: Callable[[str], bool] = lambda _speaker: False,
     ) -> None:
         """``extra_tools`` are offered to the model next to the character's capabilities;
         calls of tools named in ``defer`` (and of every extra tool) end the turn and are
@@ -144,6 +145,9 @@ class NpcSession:
         self.state: dict[str, Any] = dict(state or {})
         self.on_record = on_record
         self.metrics = metrics
+        self.is_npc = is_npc
+        self.npc_replies = 0
+        """Turns in a row started only by other NPCs' speech."""
         self.history = History(limits.history_messages, limits.history_tokens, history)
         self.turn_number = turn
         # A runtime killed mid-call leaves a tool call without its result in the store, and
@@ -194,6 +198,13 @@ class NpcSession:
             if perception.kind != "state":
                 self.perceptions.append(render_event(perception.kind, perception.data))
             return
+        if self._npc_chatter_exhausted(perception):
+            self.perceptions.append(render_event(perception.kind, perception.data))
+            if self.activity == "idle":
+                # A trigger kind that starts no turn: say so, so a game (or the simulator's
+                # lockstep clock) waiting for a reaction knows none is coming.
+                self.link.status(self.npc, "idle")
+            return
         self._pending.append(perception)
         while len(self._pending) > self.limits.event_queue:
             self._pending.popleft()
@@ -210,6 +221,16 @@ class NpcSession:
             # A library may swallow the cancel message, so the reason travels in a flag.
             self._interrupting = True
             task.cancel()
+
+    def _from_npc(self, perception: Perception) -> bool:
+        speaker = perception.data.get("speaker") if perception.kind == "heard" else None
+        return isinstance(speaker, str) and self.is_npc(speaker)
+
+    def _npc_chatter_exhausted(self, perception: Perception) -> bool:
+        """Two NPCs within earshot would answer each other forever: after
+        ``limits.npc_replies`` turns in a row started only by other NPCs' speech, NPC speech
+        is kept as context and no longer starts turns, until someone else speaks."""
+        return self.npc_replies >= self.limits.npc_replies and self._from_npc(perception)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -236,6 +257,10 @@ class NpcSession:
                 self.dropped_events = 0
             if not triggers:
                 continue
+            if all(self._from_npc(p) for p in triggers):
+                self.npc_replies += 1
+            else:
+                self.npc_replies = 0
             # A turn that answers an interruption runs to its end: two NPCs talking to each
             # other would otherwise interrupt each other forever and never finish a turn.
             last = self.last_result

@@ -157,3 +157,42 @@ async def test_handlers_in_either_mode_answer_and_default_mode_runs_them_in_a_ta
             )
     assert [r["n"] for r in results] == list(range(20))
     assert seen == [not eager] * 20
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_keeps_tcp_open_after_the_closing_handshake_is_cut_on_time() -> None:
+    """mono's ClientWebSocket completes the closing handshake, then waits for the server to
+    close TCP while the server (half-closed) waits for it: the server aborts at close_timeout
+    so the session ends, instead of hanging until a keepalive timeout."""
+    from websockets.client import ClientProtocol
+    from websockets.uri import parse_uri
+
+    from tests.bridge.bridge_helpers import hello, pack
+
+    async with running(close_timeout_s=0.3, resume_window_s=0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        protocol = ClientProtocol(parse_uri(server.url), subprotocols=["npc-bridge.v1"])  # type: ignore[list-item]
+        protocol.send_request(protocol.connect())
+
+        async def pump() -> None:
+            for chunk in protocol.data_to_send():
+                writer.write(chunk)
+            await writer.drain()
+
+        await pump()
+        while protocol.handshake_exc is None and not protocol.events_received():
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            protocol.receive_data(data)
+            if protocol.state.name == "OPEN":
+                break
+        protocol.send_binary(pack(hello()))
+        await pump()
+        session = await only_session(server)
+        protocol.send_close(1000, "bye")
+        await pump()  # close frame out; the socket stays open on our side
+        await asyncio.wait_for(session.wait_ended(), 5)
+        assert session.close_code == 1000
+        # The server ended the TCP connection: reading reaches EOF without our closing it.
+        while await asyncio.wait_for(reader.read(65536), 5):
+            pass
+        writer.close()
