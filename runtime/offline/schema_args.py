@@ -12,6 +12,7 @@ included half of the time, and never any property the schema does not declare, s
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,8 @@ _WORDS = (
 _TEXT_NAMES = frozenset({"text", "message", "line", "utterance", "speech", "content", "fact"})
 _MAX_DEPTH = 6
 _HARD_DEPTH = 4 * _MAX_DEPTH
+_BUDGET = 5_000
+log = logging.getLogger("runtime.offline")
 _DEFAULT_SPAN = 100.0
 
 
@@ -51,7 +54,13 @@ def generate_arguments(
     in character instead of a random word.
     """
     gen = _Generator(schema, rng, tuple(words) or _WORDS, line)
-    value = gen.value(schema, 0, None)
+    try:
+        value = gen.value(schema, 0, None)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError):
+        # A request's tool schema is anyone's input; one we cannot read gets no arguments
+        # (the caller's validator then says what is missing) rather than a failed request.
+        log.debug("unreadable tool schema; generating no arguments", exc_info=True)
+        return {}
     return value if isinstance(value, dict) else {}
 
 
@@ -61,7 +70,7 @@ def generate_value(schema: Mapping[str, Any], rng: random.Random) -> Any:
 
 
 class _Generator:
-    __slots__ = ("line", "rng", "root", "words")
+    __slots__ = ("budget", "line", "rng", "root", "words")
 
     def __init__(
         self,
@@ -74,11 +83,16 @@ class _Generator:
         self.rng = rng
         self.words = words
         self.line = line
+        # Every value drawn costs one; a schema whose oneOf retries recurse through $ref
+        # would otherwise take exponential time (8 retries per level): one request must not
+        # hold the model up, so past the budget the rest of the value is left empty.
+        self.budget = _BUDGET
 
     # -- dispatch ---------------------------------------------------------------------------
 
     def value(self, schema: Any, depth: int, name: str | None) -> Any:
-        if depth > _HARD_DEPTH:
+        self.budget -= 1
+        if depth > _HARD_DEPTH or self.budget < 0:
             # A schema that refers to itself through anyOf/allOf/$ref (``$ref: "#"``) never
             # bottoms out: give up on it rather than on the request.
             return None
@@ -172,9 +186,11 @@ class _Generator:
                 continue
             for k, v in self._resolve(part, depth).items():
                 if k == "properties" and isinstance(v, Mapping):
-                    merged["properties"] = {**merged.get("properties", {}), **v}
+                    mine = merged.get("properties")
+                    merged["properties"] = {**(mine if isinstance(mine, Mapping) else {}), **v}
                 elif k == "required" and isinstance(v, list):
-                    merged["required"] = [*merged.get("required", []), *v]
+                    mine = merged.get("required")
+                    merged["required"] = [*(mine if isinstance(mine, list) else []), *v]
                 else:
                     merged.setdefault(k, v)
         return merged

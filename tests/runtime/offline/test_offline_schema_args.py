@@ -152,3 +152,20 @@ def test_scalar_values() -> None:
         for _ in range(200):
             value = generate_value(schema, rng)
             assert validator.is_valid(value), (schema, value)
+
+
+def test_hostile_schemas_give_no_arguments_instead_of_failing_or_spinning() -> None:
+    """Tool schemas come from anyone's request. Found by fuzzing: oneOf retries recursing
+    through `$ref: "#"` (exponential work without a budget), and `required` that is not a
+    list inside allOf."""
+    from runtime.offline.schema_args import generate_arguments
+
+    recursive = {
+        "type": "object",
+        "oneOf": [{"type": "number", "$ref": "#/nope"}],
+        "allOf": [{"type": "object"}, {"$ref": "#", "required": [{"c": 1}, -2.0]}],
+    }
+    odd_required = {"type": "object", "allOf": [{"required": ["a"]}, {"required": -1.5}]}
+    for seed in range(20):
+        assert isinstance(generate_arguments(recursive, random.Random(seed)), dict)
+        assert isinstance(generate_arguments(odd_required, random.Random(seed)), dict)
