@@ -31,14 +31,10 @@ import asyncio
 import contextlib
 import logging
 import random
-import types
 from collections import OrderedDict, deque
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
-    Coroutine,
-    Generator,
     Iterable,
     Mapping,
 )
@@ -49,6 +45,7 @@ from typing import Any, overload
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from ._client_calls import CallHandler, _CallServer
 from ._transport import SinkClientConnection
 from .codec import DEFAULT_MAX_FRAME_BYTES, decode_frame, encode_map
 from .errors import (
@@ -56,7 +53,6 @@ from .errors import (
     CloseCode,
     Disconnected,
     ErrorCode,
-    GameCallError,
     HandshakeRejected,
     ProtocolError,
 )
@@ -74,7 +70,6 @@ __all__ = ["CallHandler", "GameClient", "capability_names"]
 
 log = logging.getLogger("bridge.client")
 
-CallHandler = Callable[[Call], Awaitable[Any]]
 _FATAL_CLOSES = frozenset(
     {CloseCode.UNAUTHORIZED, CloseCode.UNSUPPORTED_VERSION, CloseCode.REPLACED}
 )
@@ -111,7 +106,7 @@ class _Npc:
     state: dict[str, Any] | None
 
 
-class GameClient:
+class GameClient(_CallServer):
     """``async with GameClient(url, token=...) as game:`` connects, declares, serves calls."""
 
     def __init__(
@@ -218,10 +213,6 @@ class GameClient:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
 
     @property
     def session(self) -> str | None:
@@ -454,52 +445,6 @@ class GameClient:
         except Exception:  # pragma: no cover - a bug; the frame is lost, not the connection
             log.exception("failed to handle a frame from the runtime")
 
-    def _reply(self, ws: ClientConnection, frame: bytes) -> None:
-        """Send a result without waiting: collected and written once per TCP read.
-
-        Why: under pipelining many calls arrive in one TCP read and their results
-        leave in one write (see bridge._transport). Outside a read (the stock reader
-        path) the frame is written at once. When the runtime is not reading (the
-        transport paused), results queue for a sender task that awaits websockets'
-        flow control.
-        """
-        cork = self._cork
-        if cork is not None:
-            cork.append(frame)
-            return
-        self._write_or_queue(ws, [frame])
-
-    def _after_read(self) -> None:
-        cork = self._cork
-        if cork:
-            self._cork = []
-            ws = self._ws
-            if ws is not None:
-                self._write_or_queue(ws, cork)
-
-    def _write_or_queue(self, ws: ClientConnection, frames: list[bytes]) -> None:
-        assert isinstance(ws, SinkClientConnection)
-        if not self._backlog and ws.can_write_now():
-            written = ws.write_frames(frames)
-            if written == len(frames):
-                return
-            frames = frames[written:]
-        self._backlog.extend(frames)
-        if self._backlog_task is None:
-            self._backlog_task = asyncio.get_running_loop().create_task(
-                self._drain(ws, self._backlog)
-            )
-
-    async def _drain(self, ws: ClientConnection, backlog: deque[bytes]) -> None:
-        try:
-            while backlog:
-                await ws.send(backlog.popleft())
-        except ConnectionClosed:
-            backlog.clear()  # finished results stay cached; a resume answers from the cache
-        finally:
-            if self._backlog is backlog:
-                self._backlog_task = None
-
     def _rejection(self, ws: ClientConnection, msg: Message | None) -> BridgeError:
         text = getattr(msg, "message", "no welcome")
         code = ws.close_code
@@ -524,32 +469,6 @@ class GameClient:
             log.warning("ignored a bad frame from the runtime: %s", exc.message)
             return None
 
-    def _on_welcome(self, welcome: Welcome, ws: ClientConnection) -> None:
-        previous = self.welcome
-        self.welcome = welcome
-        if previous is not None and previous.session != welcome.session:
-            # A new session: calls still running belong to the old one; keep the cache,
-            # the new session may resend idempotent calls with the same ids.
-            for task in self._running.values():
-                task.cancel()
-            self._running.clear()
-        for call_id in welcome.pending:
-            cached = self._cache.get(call_id)
-            if cached is not None:
-                self._spawn_send(ws, cached)
-            elif call_id not in self._running:
-                self._spawn_send(
-                    ws,
-                    _result_frame(
-                        call_id,
-                        False,
-                        None,
-                        ErrorCode.DISCONNECTED,
-                        "the game never received this call",
-                    ),
-                )
-        self._connected.set()
-
     def _dispatch(self, msg: Message, ws: ClientConnection) -> bytes | None:
         """Handle one frame; returns a frame the reader should send at once, if any."""
         if isinstance(msg, Call):
@@ -569,124 +488,3 @@ class GameClient:
             self._messages.get_nowait()  # keep the newest; the oldest speech is stale
             self._messages.put_nowait(msg)
         return None
-
-    def _on_call(self, call: Call, ws: ClientConnection) -> bytes | None:
-        cached = self._cache.get(call.id)
-        if cached is not None:
-            return cached
-        if call.id in self._running:
-            return None
-        handler = self._handlers.get(call.cap, self._default)
-        if handler is None:
-            frame = _result_frame(
-                call.id,
-                False,
-                None,
-                ErrorCode.UNKNOWN_CAPABILITY,
-                f"the game has no handler for {call.cap!r}",
-            )
-            self._remember(call.id, frame)
-            return frame
-        self.executions += 1
-        if not self._eager:
-            task = asyncio.get_running_loop().create_task(
-                self._execute(call, _invoke(handler, call))
-            )
-            self._running[call.id] = task
-            return None
-        # Start the handler eagerly: most game actions answer without waiting, and then
-        # no task is created at all (the frame is sent by the reader). A handler that
-        # awaits something continues in a task, which a cancel can stop.
-        try:
-            awaitable = handler(call)
-            if type(awaitable) is not types.CoroutineType and not isinstance(awaitable, Coroutine):
-                first: Any = None
-                rest: Awaitable[Any] = awaitable
-            else:
-                first = awaitable.send(None)
-                rest = _resume(awaitable, first)
-        except StopIteration as stop:
-            frame = _result_frame(call.id, True, stop.value, None, "")
-        except GameCallError as exc:
-            frame = _result_frame(call.id, False, None, exc.code, exc.message)
-        except Exception as exc:
-            log.exception("handler for %s failed", call.cap)
-            frame = _result_frame(
-                call.id, False, None, ErrorCode.INTERNAL, f"handler failed: {exc}"
-            )
-        else:
-            task = asyncio.get_running_loop().create_task(self._execute(call, rest))
-            self._running[call.id] = task
-            return None
-        self._remember(call.id, frame)
-        return None if call.mode == "fire" else frame
-
-    async def _execute(self, call: Call, rest: Awaitable[Any]) -> None:
-        try:
-            data = await rest
-            frame = _result_frame(call.id, True, data, None, "")
-        except GameCallError as exc:
-            frame = _result_frame(call.id, False, None, exc.code, exc.message)
-        except asyncio.CancelledError:
-            self._running.pop(call.id, None)
-            raise
-        except Exception as exc:
-            log.exception("handler for %s failed", call.cap)
-            frame = _result_frame(
-                call.id, False, None, ErrorCode.INTERNAL, f"handler failed: {exc}"
-            )
-        self._running.pop(call.id, None)
-        self._remember(call.id, frame)
-        if call.mode == "fire":
-            return
-        ws = self._ws
-        if ws is not None and self.connected:
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(frame)
-
-    def _remember(self, call_id: str, frame: bytes) -> None:
-        cache = self._cache
-        cache[call_id] = frame
-        if len(cache) > self._cache_size:
-            cache.popitem(last=False)
-
-    def _spawn_send(self, ws: ClientConnection, frame: bytes) -> None:
-        async def send() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(frame)
-
-        task = asyncio.get_running_loop().create_task(send())
-        self._bg.add(task)
-        task.add_done_callback(self._bg.discard)
-
-
-async def _invoke(handler: CallHandler, call: Call) -> Any:
-    """The whole handler inside the task that awaits it."""
-    return await handler(call)
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, Any, Any]:
-    """Continue a coroutine that was started by hand, inside a task (what ``await`` does)."""
-    yielded = first
-    while True:
-        try:
-            sent = yield yielded
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
-
-
-def _result_frame(call_id: str, ok: bool, data: Any, code: str | None, message: str) -> bytes:
-    if ok:
-        return encode_map({"t": "result", "id": call_id, "ok": True, "data": data})
-    return encode_map(
-        {"t": "result", "id": call_id, "ok": False, "error": {"code": code, "message": message}}
-    )
