@@ -21,7 +21,7 @@ import random
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -311,22 +311,26 @@ async def _run_one(
     meta = {"scenario": plan.name, "project": str(project.root), "seed": args.seed}
     progress = None if args.quiet else _Progress(plan.name)
     base_url = f"replay:{args.replay}" if args.replay else args.model
+
+    def play(bridge_url: str, token: str | None) -> Coroutine[Any, Any, SimResult]:
+        return run_world(
+            world,
+            bridge_url=bridge_url,
+            token=token,
+            transcript=transcript,
+            scenario=plan.scenario,
+            duration=plan.duration,
+            pace=pace,
+            time_scale=time_scale,
+            stop_when_idle=plan.stop_when_idle,
+            triggers=_triggers(project),
+            progress=progress,
+            meta=meta,
+        )
+
     try:
         if args.bridge:
-            result = await run_world(
-                world,
-                bridge_url=args.bridge,
-                token=args.token or _env_token(project),
-                transcript=transcript,
-                scenario=plan.scenario,
-                duration=plan.duration,
-                pace=pace,
-                time_scale=time_scale,
-                stop_when_idle=plan.stop_when_idle,
-                triggers=_triggers(project),
-                progress=progress,
-                meta=meta,
-            )
+            result = await play(args.bridge, args.token or _env_token(project))
         else:
             store: Store = SQLiteStore(args.db) if args.db else MemoryStore()
             runtime = Runtime(
@@ -353,20 +357,7 @@ async def _run_one(
             )
             try:
                 async with BridgeServer(config, runtime) as server:
-                    result = await run_world(
-                        world,
-                        bridge_url=server.url,
-                        token=token,
-                        transcript=transcript,
-                        scenario=plan.scenario,
-                        duration=plan.duration,
-                        pace=pace,
-                        time_scale=time_scale,
-                        stop_when_idle=plan.stop_when_idle,
-                        triggers=_triggers(project),
-                        progress=progress,
-                        meta=meta,
-                    )
+                    result = await play(server.url, token)
             finally:
                 await runtime.aclose()
                 await store.close()
