@@ -38,6 +38,9 @@ class BridgeConfig:
     close_timeout_s: float = 2.0  # closing handshake before the TCP connection is aborted
     default_call_timeout_s: float = 30.0
     runtime_name: str = field(default="npcagent/0.1")
+    # Seed for session ids and call-id prefixes, so a run can be repeated id for id (the
+    # simulator's record/replay). None: random. Resume tokens stay random either way.
+    id_seed: int | None = None
 
     def __post_init__(self) -> None:
         positive = (

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import random
 from collections.abc import Mapping
 from types import MappingProxyType, TracebackType
 from typing import Protocol
@@ -85,6 +86,8 @@ class BridgeServer:
         self._orphans: dict[str, list[PendingCall]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        seed = self.config.id_seed
+        self._ids = random.Random(seed) if seed is not None else None
 
     @property
     def sessions(self) -> Mapping[str, Session]:
@@ -286,7 +289,7 @@ class BridgeServer:
                 session.hello = hello
                 pending, frames = session._core.resume(hello, now)
                 return session, pending, frames, False
-        core = SessionCore(hello, self.config)
+        core = SessionCore(hello, self.config, ids=self._ids)
         core.attach()
         session = Session(core, self, hello)
         self._sessions[core.id] = session

@@ -21,6 +21,7 @@ Resume rules implemented here:
 
 from __future__ import annotations
 
+import random
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -46,15 +47,23 @@ class NpcInfo:
 
 class SessionCore:
     def __init__(
-        self, hello: Hello, config: BridgeConfig, *, session_id: str | None = None
+        self,
+        hello: Hello,
+        config: BridgeConfig,
+        *,
+        session_id: str | None = None,
+        ids: random.Random | None = None,
     ) -> None:
+        """``ids``: where session ids and call-id prefixes come from when a run must repeat
+        (``BridgeConfig.id_seed``); otherwise they are random."""
         self.config = config
-        self.id = session_id or secrets.token_hex(8)
+        self.id = session_id or (f"{ids.getrandbits(64):016x}" if ids else secrets.token_hex(8))
         self.game = hello.game
         self.resume_token = secrets.token_urlsafe(24)
         self.capabilities: frozenset[str] | None = None
         self.npcs: dict[str, NpcInfo] = {}
-        self.calls = CallTable(config.max_in_flight, id_prefix=secrets.token_hex(2) + "-")
+        prefix = f"{ids.getrandbits(16):04x}" if ids else secrets.token_hex(2)
+        self.calls = CallTable(config.max_in_flight, id_prefix=prefix + "-")
         self.connected = False
         self.detached_at: float | None = None
         self.ended = False

@@ -354,6 +354,7 @@ async def _run_one(
                 events_per_s=max(base.events_per_s, 50.0 * npcs),
                 event_burst=max(base.event_burst, 10 * npcs),
                 max_outbox=max(base.max_outbox, 64 * npcs),
+                id_seed=args.seed,  # same session and call ids run after run: replayable
             )
             try:
                 async with BridgeServer(config, runtime) as server:

@@ -364,3 +364,19 @@ def test_float_values_accepted_exactly_when_finite(
         assert info.value.code == ErrorCode.BAD_INPUT
         assert info.value.call_id == "c1"
         assert info.value.path == ("data.0.0" if nested else "data.v")
+
+
+def test_seeded_ids_repeat_and_unseeded_ids_do_not() -> None:
+    """BridgeConfig.id_seed makes a run repeatable id for id (the simulator's record/replay);
+    the resume token stays random: it is a credential."""
+    import random
+
+    hello = Hello.model_validate(HELLO)
+    first = SessionCore(hello, BridgeConfig(), ids=random.Random(7))
+    again = SessionCore(hello, BridgeConfig(), ids=random.Random(7))
+    assert first.id == again.id
+    assert first.calls.new_id() == again.calls.new_id()
+    assert first.resume_token != again.resume_token
+    plain = SessionCore(hello, BridgeConfig())
+    other = SessionCore(hello, BridgeConfig())
+    assert plain.id != other.id
