@@ -4,8 +4,32 @@
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
+from typing import Any
 
-__all__ = ["TomlLines"]
+from capabilities.errors import Problem
+
+__all__ = ["TomlLines", "read_toml"]
+
+_DECODE_ERROR_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+def read_toml(path: Path, shown: str) -> tuple[dict[str, Any], str] | Problem:
+    """The data and text of a designer's TOML file, or the one Problem that stops reading it
+    (unreadable, not UTF-8, invalid TOML with its line). ``shown`` names the file in messages.
+    Every loader of designer files (capabilities, characters, npc.toml, worlds, scenarios)
+    reads through here, so they all report these the same way."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Problem(shown, None, None, f"cannot read file: {exc}")
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        match = _DECODE_ERROR_LINE.search(str(exc))
+        line = int(match.group(1)) if match else None
+        return Problem(shown, line, None, f"invalid TOML: {exc}")
 
 
 class TomlLines:

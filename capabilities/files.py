@@ -5,7 +5,6 @@ so a designer fixes a file in one pass instead of one error per run."""
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import jsonschema
 
 from capabilities._strict import close_objects, to_strict
-from capabilities._toml_lines import TomlLines
+from capabilities._toml_lines import TomlLines, read_toml
 from capabilities.errors import Problem
 from capabilities.model import EXECUTORS, MODES, NAME_PATTERN, Capability, Source
 from capabilities.validation import JsonSchemaChecker
@@ -24,7 +23,6 @@ _NAME = re.compile(NAME_PATTERN)
 _KNOWN_KEYS = frozenset(
     {"name", "description", "mode", "executor", "timeout_s", "idempotent", "parameters"}
 )
-_TOML_ERROR_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 
 
 def load_capability_file(
@@ -32,16 +30,10 @@ def load_capability_file(
 ) -> tuple[list[Capability], list[Problem]]:
     """Parse one file. Returns the good capabilities and the problems; never raises on content."""
     shown = display or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [Problem(shown, None, None, f"cannot read file: {exc}")]
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = _TOML_ERROR_LINE.search(str(exc))
-        line = int(match.group(1)) if match else None
-        return [], [Problem(shown, line, None, f"invalid TOML: {exc}")]
+    read = read_toml(path, shown)
+    if isinstance(read, Problem):
+        return [], [read]
+    data, text = read
     lines = TomlLines(text)
     problems: list[Problem] = []
     unknown_top = sorted(set(data) - {"capability"})

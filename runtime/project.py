@@ -8,8 +8,6 @@ and the simulator all start from ``load_project``.
 from __future__ import annotations
 
 import json
-import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from capabilities import NAME_PATTERN, ArgumentsInvalid, Problem, ProjectError, Registry
-from capabilities._toml_lines import TomlLines
+from capabilities._toml_lines import TomlLines, read_toml
 
 __all__ = [
     "BridgeSettings",
@@ -311,9 +309,6 @@ def _locate_in_config(path: Path, problems: Sequence[Problem]) -> list[Problem]:
     ]
 
 
-_TOML_ERROR_LINE = re.compile(r"\(at line (\d+), column \d+\)")
-
-
 def _load_toml_model(
     path: Path, shown: str, model: type[M], problems: list[Problem], optional: bool = False
 ) -> M | None:
@@ -321,18 +316,11 @@ def _load_toml_model(
         if not optional:
             problems.append(Problem(shown, None, None, "file not found"))
         return None
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(shown, None, None, f"cannot read file: {exc}"))
+    read = read_toml(path, shown)
+    if isinstance(read, Problem):
+        problems.append(read)
         return None
-    except tomllib.TOMLDecodeError as exc:
-        match = _TOML_ERROR_LINE.search(str(exc))
-        problems.append(
-            Problem(shown, int(match.group(1)) if match else None, None, f"invalid TOML: {exc}")
-        )
-        return None
+    data, text = read
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -8,11 +8,11 @@ Best effort by design: a wrong line number is a worse message, never a crash.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from capabilities._toml_lines import read_toml as read_toml_file
 from sim.errors import Problem, SimFileError
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
@@ -21,17 +21,10 @@ _KEY = re.compile(r"""^\s*["']?([A-Za-z0-9_\-]+)["']?\s*[.=]""")
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     """Parse ``path``; every failure (missing, not UTF-8, bad syntax) becomes a ``SimFileError``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SimFileError([Problem(str(path), None, None, f"cannot read: {exc}")]) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        message = str(exc).split(" (at line")[0]
-        raise SimFileError([Problem(str(path), line, None, f"invalid TOML: {message}")]) from exc
-    return data, text
+    read = read_toml_file(path, str(path))
+    if isinstance(read, Problem):
+        raise SimFileError([read])
+    return read
 
 
 def locate(text: str, loc: Sequence[str | int]) -> int | None:
