@@ -11,10 +11,22 @@ Argument validation never raises: a bad model answer is data (``ArgumentsInvalid
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["CapabilityError", "DefinitionError", "Problem", "ProjectError"]
+__all__ = ["CapabilityError", "DefinitionError", "Problem", "ProjectError", "field_path"]
+
+
+def field_path(parts: Iterable[object]) -> str:
+    """``("npc", 1, "at")`` -> ``npc[1].at``: how designers read a path into their file, and
+    how argument problems name a field for the model."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import jsonschema
 import pydantic
 
+from capabilities.errors import field_path
+
 __all__ = [
     "MAX_ARGUMENTS_BYTES",
     "ArgumentChecker",
@@ -147,7 +149,7 @@ class JsonSchemaChecker:
             return _invalid(name, "", "arguments are nested too deeply")
         if errors:
             problems = tuple(
-                ArgumentProblem(_format_path(e.absolute_path), _short(e.message)) for e in errors
+                ArgumentProblem(field_path(e.absolute_path), _short(e.message)) for e in errors
             )
             return ArgumentsInvalid(name, problems)
         args = {k: v for k, v in data.items() if not (v is None and k in self._optional)}
@@ -174,7 +176,7 @@ class ModelChecker:
             instance = self._model.model_validate_json(json.dumps(cleaned), strict=True)
         except pydantic.ValidationError as exc:
             problems = tuple(
-                ArgumentProblem(_format_path(err["loc"]), _pydantic_message(err))
+                ArgumentProblem(field_path(err["loc"]), _pydantic_message(err))
                 for err in exc.errors(include_url=False)
             )
             return ArgumentsInvalid(name, problems)
@@ -248,16 +250,6 @@ def _pydantic_message(err: Any) -> str:
 
 def _invalid(name: str, path: str, message: str) -> ArgumentsInvalid:
     return ArgumentsInvalid(name, (ArgumentProblem(path, message),))
-
-
-def _format_path(parts: Iterable[Any]) -> str:
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
 
 
 def _json_type(value: Any) -> str:

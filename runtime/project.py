@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from capabilities import NAME_PATTERN, ArgumentsInvalid, Problem, ProjectError, Registry
 from capabilities._toml_lines import TomlLines, read_toml
+from capabilities.errors import field_path
 
 __all__ = [
     "BridgeSettings",
@@ -328,10 +329,7 @@ def _load_toml_model(
         for err in exc.errors(include_url=False):
             loc = [str(part) for part in err["loc"]]
             # offline.rule[1].when, as _check_character writes it (not offline.rule.1.when)
-            dotted = "".join(
-                f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]
-            ).lstrip(".")
-            field = dotted or None
+            field = field_path(err["loc"]) or None
             line = _line_for(lines, loc)
             message = "unknown key" if err["type"] == "extra_forbidden" else str(err["msg"])
             if err["type"] == "missing":

@@ -55,11 +55,3 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
         if len(path) > best_score and want[: len(path)] == path:
             best_line, best_score = number, len(path)
     return best_line
-
-
-def field_name(loc: Sequence[str | int]) -> str:
-    """``("npc", 1, "at")`` -> ``npc[1].at``: how designers read a path into their file."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out

@@ -14,7 +14,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim._toml import field_name, locate, read_toml
+from capabilities.errors import field_path
+from sim._toml import locate, read_toml
 from sim.errors import Problem, SimFileError
 from sim.world_file import (
     ScriptStep,
@@ -240,7 +241,7 @@ def load_scenario(path: Path) -> Scenario:
                     Problem(
                         str(path),
                         locate(text, loc),
-                        field_name(loc),
+                        field_path(loc),
                         f"unknown npc or player {getattr(item, attr)!r}",
                     )
                 )

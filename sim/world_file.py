@@ -14,7 +14,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sim._toml import field_name, locate, read_toml
+from capabilities.errors import field_path
+from sim._toml import locate, read_toml
 from sim.errors import Problem, SimFileError
 
 __all__ = [
@@ -254,7 +255,7 @@ def problems_from(path: str, text: str | None, exc: ValidationError) -> list[Pro
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
         line = locate(text, loc) if text is not None else None
-        out.append(Problem(path, line, field_name(loc) or None, err["msg"]))
+        out.append(Problem(path, line, field_path(loc) or None, err["msg"]))
     return out
 
 
@@ -270,7 +271,7 @@ def world_from_dict(
     if found:
         raise SimFileError(
             [
-                Problem(path, locate(text, loc) if text else None, field_name(loc), msg)
+                Problem(path, locate(text, loc) if text else None, field_path(loc), msg)
                 for loc, msg in found
             ]
         )
