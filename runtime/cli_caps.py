@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from capabilities import Capability, ProjectError
-from runtime.project import Project, load_project
+from capabilities import Capability
+from runtime.services import load_or_report
 
 __all__ = ["add_parser"]
 
@@ -46,16 +46,6 @@ def add_parser(subparsers: Any) -> None:
     export.set_defaults(func=_export)
 
 
-def _load(directory: str) -> Project | None:
-    try:
-        return load_project(Path(directory))
-    except ProjectError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) in {directory}", file=sys.stderr)
-        return None
-
-
 def _signature(cap: Capability) -> str:
     properties = cap.parameters.get("properties", {})
     required = set(cap.parameters.get("required", ()))
@@ -82,7 +72,7 @@ def _type_name(schema: Any) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    project = _load(args.dir)
+    project = load_or_report(args.dir)
     if project is None:
         return 2
     rows = [("NAME", "MODE", "EXECUTOR", "PARAMETERS")]
@@ -95,7 +85,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    project = _load(args.dir)
+    project = load_or_report(args.dir)
     if project is None:
         return 2
     if args.name not in project.registry:
@@ -124,7 +114,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    project = _load(args.dir)
+    project = load_or_report(args.dir)
     if project is None:
         return 2
     print(
@@ -135,7 +125,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    project = _load(args.dir)
+    project = load_or_report(args.dir)
     if project is None:
         return 2
     registry = project.registry

@@ -13,13 +13,10 @@ import asyncio
 import json
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
-from capabilities import ProjectError
-from runtime.project import load_project
 from runtime.runtime import Runtime
-from runtime.services import configure_logging
+from runtime.services import configure_logging, load_or_report
 from runtime.session import NpcState
 from runtime.store import SQLiteStore, Store
 
@@ -76,11 +73,8 @@ class _TerminalGame:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging("WARNING")
-    try:
-        project = load_project(Path(args.dir))
-    except ProjectError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    project = load_or_report(args.dir)
+    if project is None:
         return 2
     if args.character not in project.characters:
         known = ", ".join(project.characters)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
 
-from capabilities import ProjectError
 from runtime.offline import (
     Misbehaviour,
     OfflineConfigError,
@@ -21,7 +19,7 @@ from runtime.offline import (
     offline_characters,
     serve_offline_model,
 )
-from runtime.project import load_project
+from runtime.services import load_or_report
 
 __all__ = ["add_parser", "run"]
 
@@ -49,11 +47,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        project = load_project(Path(args.dir))
-    except ProjectError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    project = load_or_report(args.dir)
+    if project is None:
         return 2
     try:
         misbehaviour = Misbehaviour.parse(args.misbehave) if args.misbehave else None

@@ -10,14 +10,11 @@ import contextlib
 import logging
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from bridge import BridgeServer
-from capabilities import ProjectError
-from runtime.project import load_project
 from runtime.runtime import Runtime
-from runtime.services import bridge_config, configure_logging, default_db_path
+from runtime.services import bridge_config, configure_logging, default_db_path, load_or_report
 from runtime.store import SQLiteStore
 
 __all__ = ["add_parser"]
@@ -56,11 +53,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    try:
-        project = load_project(Path(args.dir))
-    except ProjectError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    project = load_or_report(args.dir)
+    if project is None:
         return 2
     return asyncio.run(_serve(project, args))
 

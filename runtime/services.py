@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bridge import BridgeConfig
-from runtime.project import Project
+from capabilities import ProjectError
+from runtime.project import Project, load_project
 
-__all__ = ["bridge_config", "configure_logging", "default_db_path"]
+__all__ = ["bridge_config", "configure_logging", "default_db_path", "load_or_report"]
 
 
 def bridge_config(
@@ -48,3 +49,15 @@ def configure_logging(level: str = "INFO") -> None:
     )
     for name in ("httpx2", "httpcore2", "websockets", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def load_or_report(directory: str | Path) -> Project | None:
+    """The project, or None after printing every problem (``file:line: field: message``) on
+    stderr: what each command does before exiting 2 on invalid designer files."""
+    try:
+        return load_project(Path(directory))
+    except ProjectError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {directory}", file=sys.stderr)
+        return None
