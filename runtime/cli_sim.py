@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import random
 import secrets
 import sys
@@ -330,7 +329,7 @@ async def _run_one(
 
     try:
         if args.bridge:
-            result = await play(args.bridge, args.token or _env_token(project))
+            result = await play(args.bridge, args.token or bridge_config(project).token)
         else:
             store: Store = SQLiteStore(args.db) if args.db else MemoryStore()
             runtime = Runtime(
@@ -370,10 +369,6 @@ async def _run_one(
             progress.done()
     write_reports(folder, result.records, result.end_state, result.assertion_records, result.meta)
     return result
-
-
-def _env_token(project: Project) -> str | None:
-    return os.environ.get(project.config.bridge.token_env) or None
 
 
 def _triggers(project: Project) -> dict[str, list[str]]:
